@@ -1,0 +1,37 @@
+"""Backbones for meta-learning: Conv4, MLP and ResNet-12 with vmap-safe normalisation.
+
+Every backbone takes ``norm`` (``"transductive"``, ``"task"``, ``"group"`` or ``"none"``),
+never keeps running statistics, and with ``out_features=None`` returns flat features and
+exposes their size as ``.out_dim``. ``forward(x, n_support=None)``: with ``norm="task"`` the
+first ``n_support`` rows of ``x`` provide the normalisation statistics.
+"""
+
+from metalearn.models.conv4 import Conv4
+from metalearn.models.heads import Backbone
+from metalearn.models.mlp import MLP
+from metalearn.models.norm import (
+    NORM_MODES,
+    BatchStatNorm,
+    check_no_running_stats,
+    make_norm,
+)
+from metalearn.models.resnet12 import ResNet12
+
+BACKBONES = {
+    "conv4": Conv4,
+    "mlp": MLP,
+    "resnet12": ResNet12,
+}
+"""Name table for the CLI: backbone name -> class (constructor keyword arguments as documented)."""
+
+__all__ = [
+    "BACKBONES",
+    "NORM_MODES",
+    "Backbone",
+    "BatchStatNorm",
+    "Conv4",
+    "MLP",
+    "ResNet12",
+    "check_no_running_stats",
+    "make_norm",
+]

@@ -1,0 +1,65 @@
+"""Conv4: the four-block convolutional backbone of MAML and Prototypical Networks.
+
+Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of Deep Networks",
+ICML 2017; Snell, Swersky and Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017;
+Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
+
+Each block is a 3x3 convolution (padding 1), normalisation, ReLU and 2x2 max-pooling. The
+standard widths are 64 filters for Omniglot (28x28) and 32 for mini-ImageNet (84x84).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metalearn.models.heads import Backbone
+from metalearn.models.norm import check_norm, make_norm
+
+
+class Conv4(Backbone):
+    """Four conv blocks, flattened, optionally followed by a linear head.
+
+    Args:
+        in_channels: Input channels (1 for Omniglot, 3 for mini-ImageNet).
+        hidden: Filters per block (64 for 28x28 inputs, 32 for 84x84).
+        out_features: Size of the linear head, or ``None`` to return flat features.
+        norm: One of ``"transductive"``, ``"task"``, ``"group"``, ``"none"``
+            (see :mod:`metalearn.models.norm`).
+        image_size: Input height and width; fixes ``out_dim``.
+        n_blocks: Number of blocks (4 in the papers).
+
+    Shapes:
+        ``x``: ``(N, in_channels, image_size, image_size)`` -> ``(N, out_features)``, or
+        ``(N, out_dim)`` when ``out_features`` is None. ``out_dim = hidden * s * s`` with
+        ``s = image_size // 2**n_blocks`` (64 for 28x28, 800 for 84x84 with 32 filters).
+
+    Examples:
+        >>> import torch
+        >>> net = Conv4(in_channels=1, hidden=8, out_features=5)
+        >>> net(torch.randn(3, 1, 28, 28)).shape
+        torch.Size([3, 5])
+        >>> Conv4(in_channels=3, hidden=32, image_size=84).out_dim
+        800
+    """
+
+    def __init__(self, in_channels: int = 1, hidden: int = 64, out_features: int | None = None,
+                 norm: str = "transductive", image_size: int = 28, n_blocks: int = 4):
+        super().__init__()
+        self.norm = check_norm(norm)
+        self.convs = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        size = image_size
+        for i in range(n_blocks):
+            self.convs.append(nn.Conv2d(in_channels if i == 0 else hidden, hidden, 3, padding=1))
+            self.norms.append(make_norm(norm, hidden))
+            size //= 2
+        if size < 1:
+            raise ValueError(f"image_size {image_size} is too small for {n_blocks} pooling blocks")
+        self.out_dim = hidden * size * size
+        self._init_head(out_features)
+
+    def features(self, x: Tensor, n_support: int | None = None) -> Tensor:
+        for conv, norm in zip(self.convs, self.norms):
+            x = F.max_pool2d(F.relu(norm(conv(x), n_support)), 2)
+        return x.flatten(1)
