@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from metalearn.eval import EvalResult, accuracy, evaluate, macro_recall_f1, mean_ci95, mse
-from metalearn.types import Episode, EpisodeBatch
+from metalearn.types import Episode
 
 
 def test_mean_ci95_matches_hand_computation():
@@ -72,10 +72,10 @@ class NearestCentroid(nn.Module):
         protos = torch.stack([z[sy == c].mean(0) for c in range(n_way)])
         return lambda qx: -torch.cdist(self.embed(qx), protos)
 
-    def predict_batch(self, batch: EpisodeBatch):
+    def adapt_batch(self, support_x, support_y):
         self.batch_calls += 1
-        with torch.no_grad():
-            return torch.stack([self.adapt(e.support_x, e.support_y)(e.query_x) for e in batch])
+        predictors = [self.adapt(sx, sy) for sx, sy in zip(support_x, support_y)]
+        return lambda query_x: torch.stack([p(qx) for p, qx in zip(predictors, query_x)])
 
 
 def blob_episodes(n: int, seed: int = 0, n_way: int = 3, k: int = 2, q: int = 4, spread: float = 1.5):

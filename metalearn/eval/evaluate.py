@@ -77,9 +77,12 @@ def _device_of(algorithm: nn.Module) -> torch.device:
 
 def _predictions(algorithm, group: list[Episode]) -> list[torch.Tensor]:
     """Query predictions for a group of episodes, batched when the algorithm supports it."""
-    predict_batch = getattr(algorithm, "predict_batch", None)
-    if len(group) > 1 and predict_batch is not None:
-        out = predict_batch(EpisodeBatch.stack(group))
+    adapt_batch = getattr(algorithm, "adapt_batch", None)
+    if len(group) > 1 and adapt_batch is not None:
+        batch = EpisodeBatch.stack(group)
+        predictor = adapt_batch(batch.support_x, batch.support_y)
+        with torch.no_grad():
+            out = predictor(batch.query_x)
         return [o.detach() for o in out]
     preds = []
     for ep in group:
@@ -124,9 +127,9 @@ def evaluate(
             ``FixedEpisodes(source, n_way, k_shot, n_query, n_episodes=600, seed=0)``. Use at
             least :data:`DEFAULT_EPISODES` for a reported number.
         batch_size: Episodes handled together. When above 1 and the algorithm has an optional
-            ``predict_batch(batch: EpisodeBatch) -> Tensor (n_tasks, n_query_total, ...)``
-            method (adapting many tasks at once, e.g. with ``vmap``), it is used; otherwise
-            episodes are adapted one by one. The results do not depend on it.
+            ``adapt_batch(support_x (n_tasks, n_support, ...), support_y)`` method returning a
+            predictor of ``query_x (n_tasks, n_query_total, ...)`` (adapting many tasks at once),
+            it is used; otherwise episodes are adapted one by one. Results do not depend on it.
         device: Where to run; defaults to the device of the algorithm's parameters.
         progress: Show a tqdm bar; ``None`` shows it only when stderr is a terminal.
         desc: Label of the progress bar.
