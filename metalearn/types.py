@@ -181,13 +181,11 @@ class EpisodeBatch:
         """True when the targets are integer class labels."""
         return not torch.is_floating_point(self.support_y)
 
-    def __getitem__(self, i: int) -> Episode:
-        return Episode(
-            **{
-                name: (getattr(self, name)[i] if getattr(self, name) is not None else None)
-                for name in _TENSOR_FIELDS
-            }
-        )
+    def __getitem__(self, i: int | slice) -> Episode | EpisodeBatch:
+        """``batch[i]`` is task ``i`` as an :class:`Episode`; ``batch[a:b]`` is a smaller batch."""
+        cls = EpisodeBatch if isinstance(i, slice) else Episode
+        return cls(**{name: (t[i] if (t := getattr(self, name)) is not None else None)
+                      for name in _TENSOR_FIELDS})
 
     def __iter__(self):
         for i in range(len(self)):
@@ -204,15 +202,7 @@ class EpisodeBatch:
             divisors = [d for d in range(1, n + 1) if n % d == 0]
             raise ValueError(f"cannot split {n} tasks into {n_parts} equal parts; valid: {divisors}")
         size = n // n_parts
-        return [
-            EpisodeBatch(
-                **{
-                    name: (t[i * size : (i + 1) * size] if (t := getattr(self, name)) is not None else None)
-                    for name in _TENSOR_FIELDS
-                }
-            )
-            for i in range(n_parts)
-        ]
+        return [self[i * size : (i + 1) * size] for i in range(n_parts)]
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> EpisodeBatch:
         """Return a copy with every tensor on ``device``."""
