@@ -1,0 +1,170 @@
+"""Small pure helpers shared by the metric-based learners (ProtoNet, Matching, Relation, Baseline).
+
+Everything here is a plain function of tensors: class prototypes, pairwise distances and
+similarities, and the checks on a support set that every metric method needs (a class with no
+support example, an empty support set). Leading batch dimensions are allowed wherever a shape
+says ``...``, so the same code serves one task or a stack of tasks.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from metalearn.models.heads import Backbone
+
+
+def check_support(support_y: Tensor, n_way: int | None = None, query_y: Tensor | None = None) -> int:
+    """Validate the labels of one task's support set and return ``n_way``.
+
+    Args:
+        support_y: Support labels, shape ``(..., n_support)``, int64 in ``0..n_way-1``.
+        n_way: Number of classes of the task; inferred as ``max(label) + 1`` over the support
+            and query labels when ``None``.
+        query_y: Optional query labels, shape ``(..., n_query_total)``.
+
+    Returns:
+        The number of classes ``n_way``.
+
+    Raises:
+        ValueError: if the support set is empty (``k_shot`` of zero), the labels are not
+            integers, or some class (for example one that the query contains) has no support
+            example.
+
+    Examples:
+        >>> check_support(torch.tensor([0, 0, 1, 1]))
+        2
+    """
+    if support_y.shape[-1] == 0:
+        raise ValueError(
+            "the support set is empty (k_shot=0): metric-based methods need at least one "
+            "labelled example per class; sample episodes with k_shot >= 1."
+        )
+    if torch.is_floating_point(support_y):
+        raise ValueError(
+            f"support labels have dtype {support_y.dtype}; a classification task needs int64 "
+            "labels in 0..n_way-1 (use an Episode from a classification dataset)."
+        )
+    if n_way is None:
+        n_way = int(support_y.max()) + 1
+        if query_y is not None and query_y.numel():
+            n_way = max(n_way, int(query_y.max()) + 1)
+    counts = F.one_hot(support_y.reshape(-1, support_y.shape[-1]), n_way).sum(-2)
+    missing = sorted({int(c) for c in (counts == 0).nonzero()[:, 1]})
+    if missing:
+        raise ValueError(
+            f"class(es) {missing} of this {n_way}-way task have no support example (the query "
+            "contains them or the labels skip them): every class needs >= 1 support example; "
+            "sample support and query from the same classes with labels remapped to 0..n_way-1."
+        )
+    return n_way
+
+
+def prototypes(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
+    """Class means of support embeddings (Snell et al. 2017, eq. 1).
+
+    Args:
+        features: Support embeddings, shape ``(..., n_support, d)``.
+        labels: Support labels, shape ``(..., n_support)``, int64 in ``0..n_way-1``; every
+            class must occur (see :func:`check_support`).
+        n_way: Number of classes.
+
+    Returns:
+        Prototypes, shape ``(..., n_way, d)``.
+
+    Examples:
+        >>> prototypes(torch.tensor([[0.0], [2.0], [5.0]]), torch.tensor([0, 0, 1]), 2)
+        tensor([[1.],
+                [5.]])
+    """
+    onehot = F.one_hot(labels, n_way).to(features.dtype)  # (..., n_support, n_way)
+    sums = onehot.transpose(-1, -2) @ features  # (..., n_way, d)
+    return sums / onehot.sum(-2).unsqueeze(-1)
+
+
+def pairwise_sq_dist(a: Tensor, b: Tensor) -> Tensor:
+    """Squared Euclidean distances between two sets of vectors.
+
+    Computed as ``|a|^2 + |b|^2 - 2 a.b`` (one matrix product; clamped at zero against
+    rounding), which is what makes ProtoNet a linear classifier in the embedding.
+
+    Args:
+        a: Shape ``(..., n, d)``.
+        b: Shape ``(..., m, d)``.
+
+    Returns:
+        Shape ``(..., n, m)``.
+
+    Examples:
+        >>> pairwise_sq_dist(torch.tensor([[0.0, 0.0]]), torch.tensor([[3.0, 4.0], [0.0, 1.0]]))
+        tensor([[25.,  1.]])
+    """
+    sq = (a * a).sum(-1).unsqueeze(-1) + (b * b).sum(-1).unsqueeze(-2)
+    return (sq - 2.0 * (a @ b.transpose(-1, -2))).clamp_min(0.0)
+
+
+def cosine_similarity(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
+    """Cosine similarity between every pair of vectors of two sets.
+
+    Args:
+        a: Shape ``(..., n, d)``.
+        b: Shape ``(..., m, d)``.
+        eps: Lower bound on the norms, so that a zero vector gives similarity 0.
+
+    Returns:
+        Shape ``(..., n, m)``, values in ``[-1, 1]``.
+
+    Examples:
+        >>> cosine_similarity(torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0], [0.0, 3.0]]))
+        tensor([[1., 0.]])
+    """
+    a = a / a.norm(dim=-1, keepdim=True).clamp_min(eps)
+    b = b / b.norm(dim=-1, keepdim=True).clamp_min(eps)
+    return a @ b.transpose(-1, -2)
+
+
+def flatten_features(features: Tensor) -> Tensor:
+    """Flatten per-example feature maps ``(n, *shape)`` to vectors ``(n, prod(shape))``."""
+    return features.reshape(features.shape[0], -1)
+
+
+def run_backbone(backbone: torch.nn.Module, x: Tensor, n_support: int | None = None) -> Tensor:
+    """Call a feature extractor, passing ``n_support`` to metalearn backbones.
+
+    A :class:`metalearn.models.Backbone` with ``norm="task"`` normalises every row with the
+    statistics of the first ``n_support`` rows (the support set); so does any module with a
+    true ``takes_n_support`` attribute (a wrapper of one); any other ``nn.Module`` is simply
+    called on ``x``. Image batches go channels-last on CPU, where convolutions run
+    markedly faster in that layout (research/cpu-performance.md).
+
+    Args:
+        backbone: Maps ``(n, *x_shape)`` to ``(n, *feature_shape)``.
+        x: ``(n, *x_shape)``.
+        n_support: Number of leading support rows of ``x``, or ``None``.
+    """
+    if x.dim() == 4 and x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if isinstance(backbone, Backbone) or getattr(backbone, "takes_n_support", False):
+        return backbone(x, n_support)
+    return backbone(x)
+
+
+def embed_support_query(backbone: torch.nn.Module, support_x: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
+    """Embed a task's support and query inputs in one forward pass.
+
+    One pass is faster than two, and a backbone whose normalisation uses batch statistics
+    then sees the same batch composition (support + query of one task) when it is trained and
+    when it is evaluated; with ``norm="task"`` the support rows alone give the statistics.
+
+    Args:
+        backbone: Feature extractor mapping ``(n, *x_shape)`` to ``(n, *feature_shape)``.
+        support_x: ``(n_support, *x_shape)``.
+        query_x: ``(n_query_total, *x_shape)``.
+
+    Returns:
+        Support features ``(n_support, *feature_shape)`` and query features
+        ``(n_query_total, *feature_shape)``.
+    """
+    z = run_backbone(backbone, torch.cat([support_x, query_x]), support_x.shape[0])
+    return z[: support_x.shape[0]], z[support_x.shape[0] :]
