@@ -1,0 +1,46 @@
+"""Meta-learning algorithms; each is an ``nn.Module`` with ``meta_loss(batch)`` and ``adapt(...)``.
+
+``ALGORITHMS`` is the single name table used by the CLI (``metalearn list``).
+"""
+
+from metalearn.algorithms.anil import ANIL, ANILConfig
+from metalearn.algorithms.baseline import Baseline, BaselineConfig
+from metalearn.algorithms.maml import MAML, MAMLConfig
+from metalearn.algorithms.matching import MatchingConfig, MatchingNet
+from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
+from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
+from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
+from metalearn.algorithms.reptile import Reptile, ReptileConfig
+
+ALGORITHMS = {
+    "maml": MAML,
+    "meta_sgd": MetaSGD,
+    "anil": ANIL,
+    "reptile": Reptile,
+    "protonet": ProtoNet,
+    "matching": MatchingNet,
+    "relation": RelationNet,
+    "baseline": Baseline,
+}
+"""Name table for the CLI: algorithm name -> class (``cls(backbone, config=...)``)."""
+
+__all__ = [
+    "ALGORITHMS",
+    "ANIL",
+    "ANILConfig",
+    "Baseline",
+    "BaselineConfig",
+    "FeatureMaps",
+    "MAML",
+    "MAMLConfig",
+    "MatchingConfig",
+    "MatchingNet",
+    "MetaSGD",
+    "MetaSGDConfig",
+    "ProtoNet",
+    "ProtoNetConfig",
+    "RelationConfig",
+    "RelationNet",
+    "Reptile",
+    "ReptileConfig",
+]

@@ -1,0 +1,248 @@
+"""Functional core of the gradient-based learners: update rules, inner loop, exactness checks.
+
+Relational tests: vmap path == loop path (with batch norm), second-order meta-gradient ==
+central finite differences, == plain-autograd reference; first order == detached inner grads.
+"""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from metalearn.algorithms import ANIL, MAML, ANILConfig, MAMLConfig, MetaSGD, MetaSGDConfig
+from metalearn.algorithms.functional import inner_loop, make_forward
+from metalearn.algorithms.update_rules import (
+    apply_updates,
+    chain,
+    clip_by_global_norm,
+    meta_sgd,
+    scale,
+    sgd,
+)
+from metalearn.models import MLP, Conv4
+from metalearn.types import Episode, EpisodeBatch
+
+
+def image_batch(n_tasks=3, n_way=3, k_shot=2, n_query=2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    eps = []
+    for _ in range(n_tasks):
+        sy = torch.arange(n_way).repeat_interleave(k_shot)
+        qy = torch.arange(n_way).repeat_interleave(n_query)
+        eps.append(Episode(torch.randn(len(sy), 1, 28, 28, generator=g), sy,
+                           torch.randn(len(qy), 1, 28, 28, generator=g), qy))
+    return EpisodeBatch.stack(eps)
+
+
+def regression_batch(n_tasks=3, n_support=5, n_query=6, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    eps = []
+    for _ in range(n_tasks):
+        a, ph = torch.rand(2, generator=g, dtype=torch.float64)
+        xs = torch.rand(n_support + n_query, 1, generator=g, dtype=torch.float64) * 10 - 5
+        ys = (1 + 4 * a) * torch.sin(xs + math.pi * ph)
+        eps.append(Episode(xs[:n_support].to(dtype), ys[:n_support].to(dtype),
+                           xs[n_support:].to(dtype), ys[n_support:].to(dtype)))
+    return EpisodeBatch.stack(eps)
+
+
+def meta_grads(algo, batch):
+    algo.zero_grad()
+    loss, metrics = algo.meta_loss(batch)
+    loss.backward()
+    return loss.detach(), [p.grad.clone() for p in algo.parameters() if p.requires_grad], metrics
+
+
+# ---------------------------------------------------------------- update rules
+
+
+def test_update_rules_compose():
+    params = {"a": torch.tensor([1.0, -2.0]), "b": torch.tensor(3.0)}
+    grads = {"a": torch.tensor([0.5, 1.0]), "b": torch.tensor(-2.0)}
+    plain, _ = sgd(0.2).update(grads, sgd(0.2).init(params), params)
+    rule = chain(scale(2.0), sgd(0.1))
+    chained, _ = rule.update(grads, rule.init(params), params)
+    lrs = {"a": torch.full((2,), 0.2), "b": torch.tensor(0.2)}
+    per_param, _ = meta_sgd(lrs).update(grads, (), params)
+    for k in params:
+        assert torch.allclose(plain[k], -0.2 * grads[k])
+        assert torch.allclose(chained[k], plain[k])
+        assert torch.allclose(per_param[k], plain[k])
+    new = apply_updates(params, plain)
+    assert torch.allclose(new["b"], torch.tensor(3.4))
+    clip = clip_by_global_norm(1.0)
+    clipped, _ = clip.update(grads, clip.init(params), params)
+    norm = torch.sqrt(sum((g * g).sum() for g in clipped.values()))
+    assert torch.allclose(norm, torch.tensor(1.0))
+
+
+@pytest.mark.parametrize("lr", [-0.1, float("nan"), float("inf")])
+def test_bad_inner_lr_is_refused(lr):
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        sgd(lr)
+    with pytest.raises(ValueError, match="finite number >= 0"):
+        MAML(MLP(1, (4,), 1), MAMLConfig(inner_lr=lr))
+
+
+def test_inner_loop_matches_manual_sgd():
+    torch.manual_seed(0)
+    net = MLP(1, (8,), 1)
+    batch = regression_batch()
+    sx, sy = batch.support_x[0], batch.support_y[0]
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    adapted, losses = inner_loop(make_forward(net), params, sx, sy, sgd(0.05), 3)
+    manual = {k: v.clone().requires_grad_() for k, v in params.items()}
+    for step in range(3):
+        loss = nn.functional.mse_loss(torch.func.functional_call(net, manual, (sx,)), sy)
+        assert torch.allclose(losses[step], loss)
+        g = torch.autograd.grad(loss, list(manual.values()))
+        manual = {k: (v - 0.05 * gi).detach().requires_grad_() for (k, v), gi in zip(manual.items(), g)}
+    for k in params:
+        assert torch.allclose(adapted[k], manual[k], atol=1e-6)
+    assert all(torch.equal(params[k], v.detach()) for k, v in net.named_parameters())
+
+
+# ---------------------------------------------------------------- vmap == loop
+
+
+ALGOS = {
+    "maml": lambda net, **kw: MAML(net, MAMLConfig(**kw)),
+    "meta_sgd": lambda net, **kw: MetaSGD(net, MetaSGDConfig(**kw)),
+    "anil": lambda net, **kw: ANIL(net, ANILConfig(**kw)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ALGOS))
+@pytest.mark.parametrize("first_order", [False, True])
+@pytest.mark.parametrize("norm", ["transductive", "task"])
+def test_vmap_equals_loop_with_batch_norm(name, first_order, norm):
+    batch = image_batch()
+    results = {}
+    for mode in ("loop", "vmap"):
+        torch.manual_seed(0)
+        net = Conv4(1, hidden=6, out_features=3, norm=norm)
+        algo = ALGOS[name](net, inner_lr=0.3, inner_steps=2, first_order=first_order, task_mode=mode)
+        results[mode] = meta_grads(algo, batch)
+    (l1, g1, m1), (l2, g2, m2) = results["loop"], results["vmap"]
+    assert torch.allclose(l1, l2, atol=1e-5)
+    assert m1["accuracy"] == pytest.approx(m2["accuracy"])
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
+
+
+def test_vmap_chunks_equal_full_vmap():
+    batch = image_batch(n_tasks=4)
+    out = []
+    for chunk in (None, 3):
+        torch.manual_seed(0)
+        algo = MAML(Conv4(1, hidden=4, out_features=3), MAMLConfig(task_mode="vmap", chunk_size=chunk))
+        out.append(meta_grads(algo, batch)[1])
+    for a, b in zip(*out):
+        assert torch.allclose(a, b, atol=1e-6)
+
+
+# ---------------------------------------------------------------- exactness of meta-gradients
+
+
+def reference_maml_grads(net, batch, lr, steps, first_order):
+    """Plain-autograd MAML (as higher/learn2learn do it): graph through the inner steps."""
+    names, params = zip(*net.named_parameters())
+    total = 0.0
+    for ep in batch:
+        fast = list(params)
+        for _ in range(steps):
+            out = torch.func.functional_call(net, dict(zip(names, fast)), (ep.support_x,))
+            loss = nn.functional.cross_entropy(out, ep.support_y) if not torch.is_floating_point(
+                ep.support_y) else nn.functional.mse_loss(out, ep.support_y)
+            g = torch.autograd.grad(loss, fast, create_graph=not first_order)
+            fast = [p - lr * (gi.detach() if first_order else gi) for p, gi in zip(fast, g)]
+        out = torch.func.functional_call(net, dict(zip(names, fast)), (ep.query_x,))
+        loss = nn.functional.cross_entropy(out, ep.query_y) if not torch.is_floating_point(
+            ep.query_y) else nn.functional.mse_loss(out, ep.query_y)
+        total = total + loss / len(batch)
+    return torch.autograd.grad(total, params)
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_meta_gradient_equals_autograd_reference_with_batch_norm(first_order):
+    torch.manual_seed(0)
+    net = Conv4(1, hidden=6, out_features=3, norm="transductive")
+    batch = image_batch()
+    ref = reference_maml_grads(net, batch, 0.3, 2, first_order)
+    _, ours, _ = meta_grads(MAML(net, MAMLConfig(inner_lr=0.3, inner_steps=2,
+                                                 first_order=first_order, task_mode="loop")), batch)
+    for a, b in zip(ours, ref):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_first_order_differs_from_second_order():
+    torch.manual_seed(0)
+    net = MLP(1, (8, 8), 1, norm="transductive")
+    batch = regression_batch()
+    g2 = meta_grads(MAML(net, MAMLConfig(inner_lr=0.05, inner_steps=2)), batch)[1]
+    g1 = meta_grads(MAML(net, MAMLConfig(inner_lr=0.05, inner_steps=2, first_order=True)), batch)[1]
+    assert max((a - b).abs().max() for a, b in zip(g1, g2)) > 1e-4
+
+
+@pytest.mark.parametrize("norm", ["none", "transductive"])
+def test_second_order_matches_central_finite_differences(norm):
+    torch.manual_seed(0)
+    net = MLP(1, (5,), 1, norm=norm).double()
+    batch = regression_batch(n_tasks=2, dtype=torch.float64)
+    algo = MAML(net, MAMLConfig(inner_lr=0.05, inner_steps=2, task_mode="loop"))
+    _, grads, _ = meta_grads(algo, batch)
+    eps = 1e-6
+    for p, g in zip(algo.parameters(), grads):
+        fd = torch.empty_like(p)
+        for i in range(p.numel()):
+            with torch.no_grad():
+                orig = p.view(-1)[i].item()
+                p.view(-1)[i] = orig + eps
+                up = algo.meta_loss(batch)[0]
+                p.view(-1)[i] = orig - eps
+                down = algo.meta_loss(batch)[0]
+                p.view(-1)[i] = orig
+            fd.view(-1)[i] = (up - down) / (2 * eps)
+        assert torch.allclose(g, fd, atol=1e-7, rtol=1e-5), (g - fd).abs().max()
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_running_stats_backbone_is_refused():
+    net = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Flatten(), nn.LazyLinear(3))
+    with pytest.raises(ValueError, match="keeps running statistics.*norm='transductive'"):
+        MAML(net)
+
+
+def test_zero_inner_steps_is_refused():
+    with pytest.raises(ValueError, match="inner_steps must be an integer >= 1"):
+        MAML(MLP(1, (4,), 1), MAMLConfig(inner_steps=0))
+    with pytest.raises(ValueError, match="eval_inner_steps must be an integer >= 1"):
+        MAML(MLP(1, (4,), 1), MAMLConfig(eval_inner_steps=0))
+
+
+def test_tasks_of_different_shapes_are_refused():
+    a, b = regression_batch(n_support=5)[0], regression_batch(n_support=4)[0]
+    algo = MAML(MLP(1, (4,), 1))
+    with pytest.raises(ValueError, match="tasks of equal shape"):
+        algo.meta_loss([a, b])
+    with pytest.raises(TypeError, match="EpisodeBatch.stack"):
+        algo.meta_loss(a)
+
+
+def test_non_finite_inner_loss_names_step_and_task():
+    batch = regression_batch(n_tasks=3)
+    bad_x = batch.support_x.clone()
+    bad_x[2, 0, 0] = float("nan")
+    bad = EpisodeBatch(bad_x, batch.support_y, batch.query_x, batch.query_y)
+    algo = MAML(MLP(1, (4,), 1), MAMLConfig(inner_lr=0.01, task_mode="loop"))
+    with pytest.raises(FloatingPointError, match="inner step 0 of task 2"):
+        algo.meta_loss(bad)
+    # A huge step makes the second support loss overflow: step 1, first task.
+    algo = MAML(MLP(1, (4,), 1), MAMLConfig(inner_lr=1e30, inner_steps=3, task_mode="vmap"))
+    with pytest.raises(FloatingPointError, match="inner step [12] of task 0"):
+        algo.meta_loss(batch)
+    with pytest.raises(FloatingPointError, match="inner step 0 of task 0"):
+        MAML(MLP(1, (4,), 1)).adapt(bad[2].support_x, bad[2].support_y)
