@@ -3,7 +3,8 @@
 Raw data (archives, image folders) lives under the *data root*: an explicit ``root`` argument,
 else the ``METALEARN_DATA`` environment variable, else ``~/.cache/metalearn``. Decoded arrays
 are cached once, as ``.npy`` plus a JSON sidecar, under the *cache dir*: an explicit
-``cache_dir``, else ``METALEARN_CACHE``, else ``<data root>/cache``. The cache key is a content
+``cache_dir``, else ``METALEARN_CACHE``, else ``<data root>/cache`` (or ``~/.cache/metalearn/cache``
+when the data root is read-only, as a shared dataset folder often is). The cache key is a content
 hash of the source and the decoding settings, so a changed source or setting never reuses a
 stale cache. The sidecar records the array's size and SHA-256; a cache file that is truncated
 or does not match is rebuilt, never trusted. Writes are atomic (temporary file, fsync, rename).
@@ -44,14 +45,26 @@ def data_root(root: str | os.PathLike | None = None, *, must_exist: bool = False
     return path
 
 
+def _writable(folder: Path) -> bool:
+    return os.access(folder, os.W_OK) and bool(folder.stat().st_mode & 0o222)
+
+
 def cache_dir(cache: str | os.PathLike | None = None, root: str | os.PathLike | None = None) -> Path:
-    """Resolve (and create) the cache dir: ``cache``, else ``$METALEARN_CACHE``, else ``<root>/cache``.
+    """Resolve (and create) the cache dir: ``cache``, else ``$METALEARN_CACHE``, else ``<root>/cache``
+    (``~/.cache/metalearn/cache`` when the data root is read-only).
 
     Raises:
         PermissionError: if the folder cannot be created or written (names the variable to set).
     """
     chosen = cache if cache is not None else os.environ.get("METALEARN_CACHE")
-    path = Path(chosen).expanduser() if chosen else data_root(root) / "cache"
+    if chosen:
+        path = Path(chosen).expanduser()
+    else:
+        base = data_root(root)
+        # A read-only data root (a shared dataset mount) keeps its archives; the cache then goes
+        # to the user's cache folder. Mode bits are checked too: root passes os.access anyway.
+        path = (base / "cache" if _writable(base) or not base.exists()
+                else DEFAULT_ROOT.expanduser() / "cache")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -59,7 +72,7 @@ def cache_dir(cache: str | os.PathLike | None = None, root: str | os.PathLike | 
             f"cannot create the cache folder {path} ({e.strerror}): set METALEARN_CACHE or pass "
             "cache_dir= to a writable folder"
         ) from e
-    if not os.access(path, os.W_OK):
+    if not _writable(path):
         raise PermissionError(
             f"the cache folder {path} is not writable: set METALEARN_CACHE or pass cache_dir= "
             "to a writable folder"

@@ -97,7 +97,7 @@ class _Source:
             )
 
 
-def _locate(root: Path, part: str) -> Path | None:
+def locate_part(root: Path, part: str) -> Path | None:
     for folder in (root / "omniglot", root):
         for candidate in (folder / f"{part}.zip", folder / part):
             if candidate.exists():
@@ -107,7 +107,7 @@ def _locate(root: Path, part: str) -> Path | None:
 
 def _load_part(root: Path, part: str, size: tuple[int, int], download_missing: bool,
                cache: str | os.PathLike | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    path = _locate(root, part)
+    path = locate_part(root, part)
     if path is None:
         if not download_missing:
             raise FileNotFoundError(

@@ -1,0 +1,36 @@
+# Two commands on a fresh clone: `make demo` (set up, then run the main job on the embedded
+# default) and `make test` (set up, then run the tests). Both create .venv on first use.
+# On our CPU-only machines the install is constrained to the local CPU torch wheel
+# (constraints.txt), so nothing downloads CUDA packages; the package itself needs only torch>=2.4.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The real datasets: $METALEARN_DATA, else ../shared/data beside the clone when it is there.
+DATA_ROOT ?= $(or $(METALEARN_DATA),$(if $(wildcard ../shared/data/omniglot),$(abspath ../shared/data)))
+export METALEARN_CACHE ?= $(CURDIR)/.cache
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint bench-sampling clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m metalearn.demo $(if $(DATA_ROOT),--data-root $(DATA_ROOT))
+
+lint: install
+	$(PY) -m ruff check metalearn tests benchmarks
+
+test: lint
+	$(if $(DATA_ROOT),METALEARN_TEST_DATA=$(DATA_ROOT)) $(PY) -m pytest --doctest-modules metalearn tests $(PYTEST_ARGS)
+
+bench-sampling: install
+	$(PY) benchmarks/sampling.py --data-root $(or $(DATA_ROOT),$(error set METALEARN_DATA to the folder holding omniglot/))
+
+clean:
+	rm -rf $(VENV) .cache demo_out
