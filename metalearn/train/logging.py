@@ -1,0 +1,104 @@
+"""Run logging: metrics as JSON lines (always), TensorBoard (when installed), the learning curve."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+
+class RunLogger:
+    """Appends one JSON object per event to ``RUN_DIR/metrics.jsonl``.
+
+    Each line has ``step`` (completed meta-training steps), ``kind`` (``"train"`` or ``"val"``)
+    and float metrics. Only rank 0 should create one.
+
+    Args:
+        run_dir: The run directory.
+        resume_step: When resuming, lines with ``step`` above it (written after the checkpoint
+            the run continues from) are dropped, so the file reads as one uninterrupted run.
+        tensorboard: Also write TensorBoard scalars under ``RUN_DIR/tensorboard`` if the
+            ``tensorboard`` package is installed.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None,
+                 tensorboard: bool = False):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        if resume_step is None:
+            self.path.write_text("")
+        elif self.path.exists():
+            keep = [line for line in read_metrics(self.path) if line["step"] <= resume_step]
+            self.path.write_text("".join(json.dumps(x) + "\n" for x in keep))
+        self._file = open(self.path, "a")
+        self._tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # optional: `pip install metalearn[tensorboard]`
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
+
+    def log(self, step: int, kind: str, metrics: dict[str, float]) -> None:
+        """Write one line and flush it (a crash loses nothing already logged)."""
+        clean = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
+        self._file.write(json.dumps({"step": step, "kind": kind, **clean}) + "\n")
+        self._file.flush()
+        if self._tb is not None:
+            for k, v in clean.items():
+                if isinstance(v, float) and math.isfinite(v):
+                    self._tb.add_scalar(f"{kind}/{k}", v, step)
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict]:
+    """The lines of a ``metrics.jsonl`` file as dicts (a torn last line is ignored)."""
+    out = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def plot_learning_curve(run_dir: str | os.PathLike, title: str = "") -> Path:
+    """Draw ``RUN_DIR/learning_curve.png``: training loss and the validation metric against steps.
+
+    Returns:
+        Path of the PNG.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    run_dir = Path(run_dir)
+    lines = read_metrics(run_dir / "metrics.jsonl")
+    train = [x for x in lines if x["kind"] == "train" and "loss" in x]
+    val = [x for x in lines if x["kind"] == "val"]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    axes[0].plot([x["step"] for x in train], [x["loss"] for x in train], lw=1)
+    axes[0].set(xlabel="meta-training step", ylabel="training meta-loss", title="training loss")
+    axes[0].set_yscale("log" if train and min(x["loss"] for x in train) > 0 else "linear")
+    if val:
+        metric = val[0]["metric"]
+        steps = [x["step"] for x in val]
+        mean = [x["mean"] for x in val]
+        ci = [x["ci95"] for x in val]
+        axes[1].errorbar(steps, mean, yerr=ci, marker="o", ms=3, capsize=2)
+        axes[1].set(xlabel="meta-training step", ylabel=f"validation {metric} (95% CI)",
+                    title=f"validation {metric}")
+    else:
+        axes[1].text(0.5, 0.5, "no validation yet", ha="center", va="center")
+    fig.suptitle(title or run_dir.name)
+    fig.tight_layout()
+    out = run_dir / "learning_curve.png"
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out

@@ -1,0 +1,259 @@
+"""Tests for metalearn.train: configs and overrides, checkpoints, the loop (resume == uninterrupted)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from dataclasses import dataclass
+
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from metalearn.algorithms import ALGORITHMS
+from metalearn.train.checkpoint import (
+    CheckpointError,
+    flatten_state,
+    load_checkpoint,
+    load_model_state,
+    save_checkpoint,
+    unflatten_state,
+)
+from metalearn.train.config import (
+    AlgorithmConfig,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+    apply_overrides,
+    diff,
+    field_docs,
+)
+from metalearn.train.logging import read_metrics
+from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, train
+
+
+def tiny_config(**train_overrides) -> RunConfig:
+    """MAML on 5-shot sinusoids with a 16-unit MLP: a few steps take well under a second."""
+    cfg = RunConfig(
+        name="tiny",
+        data=DataConfig(dataset="sinusoid", k_shot=5, n_query=5, val_episodes=4, test_episodes=6),
+        model=ModelConfig("mlp", {"in_features": 1, "hidden": [16], "out_features": 1}),
+        algorithm=AlgorithmConfig("maml", {"inner_lr": 0.01, "inner_steps": 1}),
+        train=TrainConfig(steps=8, meta_batch=2, val_every=3, checkpoint_every=3, log_every=1,
+                          tensorboard=False, device="cpu"),
+    )
+    for k, v in train_overrides.items():
+        setattr(cfg.train, k, v)
+    return cfg
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_every_config_field_has_a_docstring():
+    for cls in (DataConfig, ModelConfig, AlgorithmConfig, TrainConfig, RunConfig):
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            assert docs.get(f.name), f"{cls.__name__}.{f.name} has no docstring"
+
+
+def test_overrides_are_typed_and_reach_constructor_options():
+    cfg = apply_overrides(tiny_config(), ["train.steps=20", "train.lr=1", "algorithm.inner_lr=0.4",
+                                          "algorithm.first_order=true", "model.hidden=[8,8]",
+                                          "data.eval_n_way=null", "train.grad_clip=1.5"])
+    assert cfg.train.steps == 20 and cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)
+    assert cfg.algorithm.options["inner_lr"] == 0.4 and cfg.algorithm.options["first_order"] is True
+    assert cfg.model.options["hidden"] == [8, 8]
+    assert cfg.train.grad_clip == 1.5
+    assert tiny_config().train.steps == 8  # the base is not modified
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.steps=abc", "train.steps must be an integer"),
+    ("train.steps=2.5", "train.steps must be an integer"),
+    ("algorithm.first_order=maybe", "must be true or false"),
+    ("algorithm.inner_lrr=0.1", "Did you mean 'algorithm.inner_lr'"),
+    ("trian.steps=3", "Did you mean 'train.steps'"),
+    ("data.kshot=3", "Did you mean 'data.k_shot'"),
+    ("algorithm.name=mamll", "Did you mean 'maml'"),
+    ("train.optimizer=rmsprop", "adam or sgd"),
+    ("train.steps", "not key=value"),
+])
+def test_bad_overrides_name_the_fix(override, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        apply_overrides(tiny_config(), [override])
+
+
+def test_config_dict_roundtrip_and_diff():
+    cfg = apply_overrides(tiny_config(), ["algorithm.inner_lr=0.2"])
+    again = RunConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+    changed = apply_overrides(cfg, ["train.steps=99", "algorithm.inner_lr=0.3"])
+    assert diff(cfg, changed) == ["algorithm.inner_lr: 0.2 -> 0.3", "train.steps: 8 -> 99"]
+    with pytest.raises(ConfigError, match="unknown config key 'bogus'"):
+        RunConfig.from_dict({"bogus": 1})
+
+
+def test_lr_schedules():
+    t = TrainConfig(steps=100, schedule="step", step_size=10, gamma=0.5)
+    assert [lr_factor(t, s) for s in (0, 9, 10, 25)] == [1.0, 1.0, 0.5, 0.25]
+    t = TrainConfig(steps=100, schedule="linear")
+    assert lr_factor(t, 0) == 1.0 and lr_factor(t, 50) == 0.5
+    t = TrainConfig(steps=100, schedule="cosine")
+    assert lr_factor(t, 50) == pytest.approx(0.5) and lr_factor(t, 100) == pytest.approx(0.0)
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def test_state_flattening_roundtrip_keeps_types():
+    state = {"a": torch.arange(3.0), 1: {"b": (1, 2.5, "x", None, True)}, "c": [torch.ones(2, 2), {}]}
+    tensors = {}
+    tree = flatten_state(state, tensors)
+    json.dumps(tree)  # everything but tensors is JSON
+    back = unflatten_state(json.loads(json.dumps(tree)), tensors)
+    assert set(back) == {"a", 1, "c"} and back[1]["b"] == (1, 2.5, "x", None, True)
+    assert torch.equal(back["a"], state["a"]) and torch.equal(back["c"][0], state["c"][0])
+
+
+def test_checkpoint_atomic_replace_and_incomplete_detection(tmp_path, monkeypatch):
+    save_checkpoint(tmp_path, "last", {"w": torch.zeros(2)}, step=1, config={})
+    save_checkpoint(tmp_path, "last", {"w": torch.ones(2)}, step=2, config={"k": 1})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last-00000002.safetensors", "last.json"]
+    monkeypatch.setattr(pickle, "loads", lambda *a, **k: pytest.fail("loading must not unpickle"))
+    saved = load_checkpoint(tmp_path)
+    assert saved["step"] == 2 and saved["config"] == {"k": 1}
+    assert torch.equal(saved["state"]["w"], torch.ones(2))
+    # a tensors file from another save is detected
+    meta = json.loads((tmp_path / "last.json").read_text())
+    meta["save_id"] = "0" * 32
+    (tmp_path / "last.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="incomplete"):
+        load_checkpoint(tmp_path)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        load_checkpoint(tmp_path, "best")
+
+
+def test_checkpoint_from_another_model_is_refused():
+    with pytest.raises(CheckpointError, match="different model.*shape mismatch"):
+        load_model_state(nn.Linear(3, 2), nn.Linear(4, 2).state_dict())
+    with pytest.raises(CheckpointError, match="missing 1: bias"):
+        load_model_state(nn.Linear(3, 2), {"weight": torch.zeros(2, 3)})
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def test_run_directory_contents(tmp_path):
+    result = train(tiny_config(), tmp_path / "run", quiet=True)
+    run = tmp_path / "run"
+    assert result.steps == 8 and result.best is not None and result.best.metric == "mse"
+    assert json.loads((run / "config.json").read_text()) == tiny_config().to_dict()
+    lines = read_metrics(run / "metrics.jsonl")
+    assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 9))
+    val = [x for x in lines if x["kind"] == "val"]
+    assert [x["step"] for x in val] == [3, 6, 8]
+    assert all(x["metric"] == "mse" and x["ci95"] >= 0 for x in val)
+    assert result.best_step == min(val, key=lambda x: x["mean"])["step"]
+    with Image.open(run / "learning_curve.png") as im:
+        assert im.format == "PNG" and im.size[0] > 200
+    assert load_checkpoint(run / "checkpoints", "last")["step"] == 8
+    assert load_checkpoint(run / "checkpoints", "best")["step"] == result.best_step
+    algo, cfg, step = load_run(run)
+    assert step == result.best_step and cfg == tiny_config()
+    with pytest.raises(CheckpointError, match="already holds a run"):
+        train(tiny_config(), run, quiet=True)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = tiny_config(steps=9, schedule="cosine")
+    train(cfg, tmp_path / "a", quiet=True)
+    partial = train(cfg, tmp_path / "b", quiet=True, stop_after=5)  # as if killed after step 5
+    assert partial.steps == 5
+    # the interruption happened after the step-3 checkpoint plus a step-5 one; resume from 5
+    train(cfg, tmp_path / "b", resume=True, quiet=True)
+    a, _, _ = load_run(tmp_path / "a", "last")
+    b, _, _ = load_run(tmp_path / "b", "last")
+    for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(x, y), name  # bit for bit
+    la, lb = (read_metrics(tmp_path / r / "metrics.jsonl") for r in "ab")
+    drop = lambda lines: [{k: v for k, v in x.items() if k != "time"} for x in lines]  # noqa: E731
+    assert drop(la) == drop(lb)
+    opt_a = load_checkpoint(tmp_path / "a" / "checkpoints")["state"]["optimizer"]
+    opt_b = load_checkpoint(tmp_path / "b" / "checkpoints")["state"]["optimizer"]
+    assert all(torch.equal(opt_a["state"][i]["exp_avg"], opt_b["state"][i]["exp_avg"]) for i in opt_a["state"])
+
+
+def test_resume_after_a_crash_between_checkpoints_drops_later_metrics(tmp_path):
+    cfg = tiny_config(checkpoint_every=4)
+    train(cfg, tmp_path / "a", quiet=True)
+    run = tmp_path / "b"
+    train(cfg, run, quiet=True, stop_after=6)  # wrote the step-4 and step-6 checkpoints
+    # simulate a crash at step 7: roll the checkpoint back to step 4 and leave metrics beyond it
+    b4 = train(cfg, tmp_path / "c", quiet=True, stop_after=4)
+    assert b4.steps == 4
+    for p in (run / "checkpoints").glob("last*"):
+        p.unlink()
+    for p in (tmp_path / "c" / "checkpoints").glob("last*"):
+        p.rename(run / "checkpoints" / p.name)
+    assert max(x["step"] for x in read_metrics(run / "metrics.jsonl")) == 6
+    train(cfg, run, resume=True, quiet=True)
+    a, _, _ = load_run(tmp_path / "a", "last")
+    b, _, _ = load_run(run, "last")
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    steps = [x["step"] for x in read_metrics(run / "metrics.jsonl") if x["kind"] == "train"]
+    assert steps == list(range(1, 9))
+
+
+def test_resume_refuses_a_changed_config_unless_forced(tmp_path):
+    cfg = tiny_config()
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        train(cfg, tmp_path / "none", resume=True, quiet=True)
+    train(cfg, tmp_path / "r", quiet=True, stop_after=3)
+    changed = apply_overrides(cfg, ["train.steps=10", "algorithm.inner_lr=0.02"])
+    with pytest.raises(ConfigError, match=r"train.steps: 8 -> 10") as info:
+        train(changed, tmp_path / "r", resume=True, quiet=True)
+    assert "algorithm.inner_lr: 0.01 -> 0.02" in str(info.value) and "--force" in str(info.value)
+    result = train(changed, tmp_path / "r", resume=True, force=True, quiet=True)
+    assert result.steps == 10
+
+
+@dataclass
+class NanAfterConfig:
+    """Config of the test-only algorithm below."""
+
+    bad_call: int = 3
+    """The meta_loss call (1-based) that returns NaN."""
+
+
+class NanAfter(nn.Module):
+    """Test-only algorithm: a linear regressor whose meta-loss becomes NaN at a given call."""
+
+    def __init__(self, backbone: nn.Module, config: NanAfterConfig | None = None):
+        super().__init__()
+        self.net, self.config, self.calls = backbone, config or NanAfterConfig(), 0
+
+    def meta_loss(self, batch):
+        self.calls += 1
+        loss = ((self.net(batch.query_x.flatten(0, 1)) - batch.query_y.flatten(0, 1)) ** 2).mean()
+        if self.calls == self.config.bad_call:
+            loss = loss * float("nan")
+        return loss, {"mse": float(loss.detach())}
+
+    def adapt(self, support_x, support_y):
+        return self.net
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setitem(ALGORITHMS, "nan-after", NanAfter)
+    cfg = tiny_config(checkpoint_every=2, val_every=100)
+    cfg.algorithm = AlgorithmConfig("nan-after", {"bad_call": 5})
+    with pytest.raises(NonFiniteLossError, match=r"at step 5: .*last good checkpoint \(step 4\)"):
+        train(cfg, tmp_path / "run", quiet=True)
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints")
+    assert saved["step"] == 4
+    assert all(torch.isfinite(t).all() for t in saved["state"]["model"].values())
