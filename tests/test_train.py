@@ -32,8 +32,8 @@ from metalearn.train.config import (
     diff,
     field_docs,
 )
-from metalearn.train.logging import read_metrics
 from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, train
+from metalearn.train.runlog import read_metrics
 
 
 def tiny_config(**train_overrides) -> RunConfig:

@@ -29,7 +29,7 @@ from metalearn.train.checkpoint import (
 )
 from metalearn.train.config import ConfigError, RunConfig, build_component, diff, validate
 from metalearn.train.data import fixed_episodes, train_sampler
-from metalearn.train.logging import RunLogger, plot_learning_curve
+from metalearn.train.runlog import RunLogger, plot_learning_curve
 
 
 class NonFiniteLossError(RuntimeError):

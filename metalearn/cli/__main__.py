@@ -1,0 +1,7 @@
+"""``python -m metalearn.cli``."""
+
+import sys
+
+from metalearn.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,332 @@
+"""The ``metalearn`` command: train, eval, adapt, list, prepare-data.
+
+Bad input (unknown names, wrong types, missing checkpoints, unusable folders) ends with a
+one-paragraph message naming the fix and exit status 2, never a traceback (set
+``METALEARN_DEBUG=1`` to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_RUNS = "runs"
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def _config_keys_help() -> str:
+    from metalearn.train.config import (
+        AlgorithmConfig,
+        DataConfig,
+        ModelConfig,
+        TrainConfig,
+        field_docs,
+    )
+
+    lines = ["config keys for --set (section.field=value; JSON values, e.g. [40,40], true, null):"]
+    for section, cls in (("data", DataConfig), ("model", ModelConfig), ("algorithm", AlgorithmConfig),
+                         ("train", TrainConfig)):
+        docs = field_docs(cls)
+        for f in dataclasses.fields(cls):
+            if f.name == "options":
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else "{}"
+            lines.append(f"  {section}.{f.name} (default {default!r}): {docs.get(f.name, '')}")
+    lines.append("  model.<option>, algorithm.<option>: constructor options of the chosen backbone "
+                 "and algorithm; `metalearn list --options NAME` shows them")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="metalearn", formatter_class=_Formatter,
+                                description="Meta-learning on PyTorch: meta-train, evaluate with "
+                                            "confidence intervals, adapt to your own classes.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    t = sub.add_parser("train", formatter_class=_Formatter, help="meta-train a preset",
+                       description="Meta-train a preset into a run directory (config.json, "
+                                   "metrics.jsonl, checkpoints/, learning_curve.png).",
+                       epilog=_config_keys_help())
+    t.add_argument("--preset", help="preset name (`metalearn list presets`); optional with --resume")
+    t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
+    t.add_argument("--data-root", help="dataset folder (sets data.root; default $METALEARN_DATA)")
+    t.add_argument("--out", help=f"run directory (default {DEFAULT_RUNS}/<preset>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    t.add_argument("--force", action="store_true", help="with --resume, accept a changed config")
+    t.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device)")
+    t.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--quiet", action="store_true", help="no progress bar or messages")
+
+    e = sub.add_parser("eval", formatter_class=_Formatter, help="evaluate a run on fixed episodes",
+                       description="Evaluate a trained run on fixed, seeded episodes; prints mean "
+                                   "± 95%% CI and writes RUN_DIR/eval_<split>.json.")
+    e.add_argument("run_dir", metavar="RUN_DIR")
+    e.add_argument("--episodes", type=int, help="number of episodes (default: data.test_episodes "
+                   "of the run, 600 or more)")
+    e.add_argument("--split", default="test", choices=["test", "val"], help="class split to evaluate on")
+    e.add_argument("--seed", type=int, help="episode seed (default: data.test_seed / data.val_seed)")
+    e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
+    e.add_argument("--batch-size", type=int, default=1, help="episodes adapted together (when the "
+                   "algorithm supports it)")
+    e.add_argument("--data-root", help="dataset folder (default: the run's data.root)")
+    e.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
+    e.add_argument("--quiet", action="store_true", help="print only the result line")
+
+    a = sub.add_parser("adapt", formatter_class=_Formatter, help="adapt a run to your own classes",
+                       description="Adapt a meta-trained run to the classes in --support "
+                                   "(SUPPORT/<class>/<images>, a few per class) and classify the "
+                                   "images in --query (flat, or in class folders to also score).")
+    a.add_argument("run_dir", metavar="RUN_DIR")
+    a.add_argument("--support", required=True, metavar="DIR", help="labelled examples: DIR/<class>/<images>")
+    a.add_argument("--query", required=True, metavar="DIR", help="images to classify (flat or DIR/<class>/)")
+    a.add_argument("--out", default="predictions.csv", help="CSV with one row per query image")
+    a.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
+    a.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
+
+    s = sub.add_parser("list", formatter_class=_Formatter,
+                       help="list presets, algorithms, backbones, datasets")
+    s.add_argument("kind", nargs="?", default="all",
+                   choices=["all", "presets", "algorithms", "backbones", "datasets"])
+    s.add_argument("--options", metavar="NAME", help="show the options of one algorithm or backbone")
+
+    d = sub.add_parser("prepare-data", formatter_class=_Formatter, help="download/import and cache a dataset",
+                       description="Download (or import from --from), verify and cache a dataset; "
+                                   "report its counts.")
+    d.add_argument("dataset", choices=["omniglot"])
+    d.add_argument("--data-root", help="where datasets live (default $METALEARN_DATA or ~/.cache/metalearn)")
+    d.add_argument("--from", dest="source", metavar="PATH", help="folder holding images_background.zip "
+                   "and images_evaluation.zip (or their extracted folders) to import instead of downloading")
+    d.add_argument("--image-size", type=int, default=28, help="side of the cached images")
+    return p
+
+
+def _print(*a) -> None:
+    print(*a, flush=True)
+
+
+def _cmd_train(args) -> int:
+    from metalearn.presets import get_preset
+    from metalearn.train.config import ConfigError, RunConfig, apply_overrides
+    from metalearn.train.loop import train
+
+    overrides = list(args.overrides)
+    if args.data_root:
+        overrides.append(f"data.root={json.dumps(str(Path(args.data_root).resolve()))}")
+    if args.device:
+        overrides.append(f"train.device={args.device}")
+    if args.preset is None and not args.resume:
+        raise ConfigError("give --preset NAME (see `metalearn list presets`), or --resume --out RUN_DIR")
+    if args.preset is None:
+        if not args.out:
+            raise ConfigError("--resume without --preset needs --out RUN_DIR")
+        cfg_path = Path(args.out) / "config.json"
+        if not cfg_path.is_file():
+            raise ConfigError(f"{cfg_path} not found: {args.out} is not a run directory")
+        base = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+    else:
+        base = get_preset(args.preset)
+    cfg = apply_overrides(base, overrides)
+    if args.show_config:
+        _print(json.dumps(cfg.to_dict(), indent=1))
+        return 0
+    out = Path(args.out or Path(DEFAULT_RUNS) / cfg.name)
+    if not args.quiet:
+        _print(f"training {cfg.name}: {cfg.algorithm.name} on {cfg.data.dataset}, "
+               f"{cfg.train.steps} steps -> {out}")
+    result = train(cfg, out, resume=args.resume, force=args.force, quiet=args.quiet)
+    best = f"best validation {result.best} at step {result.best_step}" if result.best else "no validation"
+    _print(f"done: {result.steps} steps in {result.seconds:.0f} s; {best}")
+    _print(f"checkpoints: {out / 'checkpoints'}  curve: {out / 'learning_curve.png'}  "
+           f"metrics: {out / 'metrics.jsonl'}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from metalearn.eval import evaluate
+    from metalearn.train.data import fixed_episodes
+    from metalearn.train.loop import load_run
+
+    algo, cfg, step = load_run(args.run_dir, args.checkpoint, args.device)
+    if args.data_root:
+        cfg.data.root = str(Path(args.data_root).resolve())
+    if args.episodes is not None and args.episodes < 1:
+        raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+    episodes = fixed_episodes(cfg.data, args.split, args.episodes, args.seed)
+    n_way, k_shot, n_query = cfg.data.eval_shape()
+    shape = f"{n_way}-way {k_shot}-shot" if n_way else f"{k_shot}-shot regression"
+    if not args.quiet:
+        _print(f"evaluating {cfg.name} (checkpoint {args.checkpoint}, step {step}) on {len(episodes)} "
+               f"fixed {shape} episodes of {cfg.data.dataset} {args.split} (seed {episodes.seed})")
+    result = evaluate(algo, episodes, batch_size=args.batch_size, progress=None if not args.quiet else False)
+    record = {"run": cfg.name, "checkpoint": args.checkpoint, "step": step, "split": args.split,
+              "episodes": episodes.describe(), "result": result.to_dict()}
+    path = Path(args.run_dir) / f"eval_{args.split}.json"
+    path.write_text(json.dumps(record, indent=1))
+    _print(f"{cfg.name} {args.split}: {result}")
+    for k, (m, c) in result.extra.items():
+        _print(f"  {k}: {m:.4f} ± {c:.4f}")
+    if not args.quiet:
+        _print(f"written {path} ({result.seconds:.1f} s)")
+    return 0
+
+
+def _cmd_adapt(args) -> int:
+    from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier, load_images
+    from metalearn.train.data import DATASETS
+
+    clf = FewShotClassifier.from_run(args.run_dir, args.checkpoint, args.device)
+    cfg_path = Path(args.run_dir) / "config.json"
+    data = json.loads(cfg_path.read_text())["data"]
+    entry = DATASETS[data["dataset"]]
+    if entry.channels is None:
+        raise AdaptInputError(f"{args.run_dir} was trained on {data['dataset']}, not images")
+    sx, sy, _ = load_images(args.support, data["image_size"], entry.channels, entry.invert)
+    qx, qy, qfiles = load_images(args.query, data["image_size"], entry.channels, entry.invert,
+                                 labelled=False)
+    clf.fit(sx, sy)
+    proba = clf.predict_proba(qx)
+    pred = clf.classes_[proba.argmax(1)]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "predicted", *(["true"] if qy else []), *(f"p_{c}" for c in clf.classes_)])
+        for i, file in enumerate(qfiles):
+            w.writerow([str(file), pred[i], *([qy[i]] if qy else []), *(f"{p:.6f}" for p in proba[i])])
+    counts = {c: sum(label == c for label in sy) for c in clf.classes_}
+    _print(f"adapted to {len(clf.classes_)} classes from {len(sy)} support images "
+           f"({', '.join(f'{c}: {n}' for c, n in counts.items())})")
+    for i, file in enumerate(qfiles[:20]):
+        _print(f"  {file.name}: {pred[i]} (p={proba[i].max():.3f})" + (f", true {qy[i]}" if qy else ""))
+    if len(qfiles) > 20:
+        _print(f"  ... {len(qfiles) - 20} more")
+    if qy:
+        acc = sum(p == t for p, t in zip(pred, qy)) / len(qy)
+        _print(f"accuracy on the labelled query folder: {100 * acc:.1f}% ({len(qy)} images)")
+    _print(f"written {out} ({len(qfiles)} rows)")
+    return 0
+
+
+def _cmd_list(args) -> int:
+    from metalearn.algorithms import ALGORITHMS
+    from metalearn.models import BACKBONES
+    from metalearn.presets import PRESETS, describe
+    from metalearn.train.config import ConfigError, constructor_options, suggest
+    from metalearn.train.data import DATASETS
+
+    def first_line(obj) -> str:
+        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+    if args.options:
+        table = {**{k: (v, 0) for k, v in BACKBONES.items()}, **{k: (v, 1) for k, v in ALGORITHMS.items()}}
+        if args.options not in table:
+            raise ConfigError(f"unknown algorithm or backbone {args.options!r}."
+                              f"{suggest(args.options, table)}")
+        cls, skip = table[args.options]
+        prefix = "algorithm" if skip else "model"
+        _print(f"{args.options}: {first_line(cls)}")
+        for name, opt in constructor_options(cls, skip).items():
+            tp = getattr(opt.annotation, "__name__", str(opt.annotation)).replace("typing.", "")
+            _print(f"  {prefix}.{name} ({tp}, default {opt.default!r}): {opt.doc}")
+        return 0
+    sections = {
+        "presets": [(k, describe(k)) for k in PRESETS],
+        "algorithms": [(k, first_line(v)) for k, v in ALGORITHMS.items()],
+        "backbones": [(k, first_line(v)) for k, v in BACKBONES.items()],
+        "datasets": [(k, v.description) for k, v in DATASETS.items()],
+    }
+    for kind, rows in sections.items():
+        if args.kind not in ("all", kind):
+            continue
+        _print(f"{kind}:")
+        width = max(len(k) for k, _ in rows)
+        for k, line in rows:
+            _print(f"  {k:<{width}}  {line}")
+    return 0
+
+
+def _cmd_prepare(args) -> int:
+    import shutil
+
+    from metalearn.data import Omniglot
+    from metalearn.data.cache import data_root
+
+    root = data_root(args.data_root)
+    target = root / "omniglot"
+    if args.source:
+        src = Path(args.source).expanduser()
+        if not src.is_dir():
+            raise FileNotFoundError(f"--from {src} is not a folder holding images_background.zip "
+                                    "and images_evaluation.zip")
+        target.mkdir(parents=True, exist_ok=True)
+        for part in ("images_background", "images_evaluation"):
+            for cand in (src / f"{part}.zip", src / part, src / "omniglot" / f"{part}.zip"):
+                if cand.exists():
+                    dest = target / cand.name
+                    if dest.resolve() != cand.resolve() and not dest.exists():
+                        (shutil.copytree if cand.is_dir() else shutil.copy2)(cand, dest)
+                        _print(f"imported {cand} -> {dest}")
+                    break
+            else:
+                raise FileNotFoundError(f"{src} holds neither {part}.zip nor {part}/: point --from at "
+                                        "the folder with the Omniglot archives")
+    _print(f"Omniglot under {root} (image size {args.image_size}):")
+    for split in ("background", "evaluation", "vinyals-train", "vinyals-val", "vinyals-test"):
+        ds = Omniglot(split, root=root, image_size=args.image_size, download=args.source is None)
+        _print(f"  {split:<14} {ds.num_classes:5d} classes {len(ds):7d} images  item {ds.item_shape}")
+    from metalearn.data.cache import cache_dir
+
+    _print(f"cache: {cache_dir(None, root)}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``metalearn`` command; returns the exit status."""
+    from metalearn.train.checkpoint import CheckpointError
+    from metalearn.train.config import ConfigError
+
+    runtime = None
+    try:
+        from metalearn import _runtime as runtime
+    except ImportError:
+        pass
+    if runtime is not None and hasattr(runtime, "reexec_with_tuned_allocator"):
+        runtime.reexec_with_tuned_allocator()
+    parser = _parser()
+    args = parser.parse_args(argv)
+    import importlib.util
+
+    missing = [m for m in ("safetensors", "tqdm", "matplotlib") if importlib.util.find_spec(m) is None]
+    if missing and args.command in ("train", "eval", "adapt"):
+        print(f"metalearn {args.command}: error: needs {', '.join(missing)}: "
+              "pip install 'metalearn[train]'", file=sys.stderr)
+        return 2
+    handlers = {"train": _cmd_train, "eval": _cmd_eval, "adapt": _cmd_adapt, "list": _cmd_list,
+                "prepare-data": _cmd_prepare}
+    from metalearn.eval.fewshot import AdaptInputError
+    from metalearn.train.loop import NonFiniteLossError
+
+    try:
+        return handlers[args.command](args)
+    except (ConfigError, CheckpointError, AdaptInputError, FileNotFoundError, NotADirectoryError,
+            PermissionError, ValueError) as e:
+        if os.environ.get("METALEARN_DEBUG"):
+            raise
+        print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as e:
+        print(f"metalearn {args.command}: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"\nmetalearn {args.command}: interrupted"
+              + ("; continue with --resume" if args.command == "train" else ""), file=sys.stderr)
+        return 130
