@@ -63,3 +63,25 @@ def test_recipes_match_the_papers():
 def test_unknown_preset_suggests():
     with pytest.raises(ConfigError, match="Did you mean 'protonet-omniglot-5w1s'"):
         get_preset("protonet-omniglot-5w1")
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in sorted(PRESETS) if "omniglot" in n])
+def test_omniglot_presets_train_and_evaluate_on_real_data(name, omniglot_root):
+    from metalearn.eval import evaluate
+    from metalearn.train.data import fixed_episodes
+
+    cfg = get_preset(name)
+    cfg.data.root = str(omniglot_root)
+    fast = {"inner_steps": 1, "eval_inner_steps": 1, "finetune_steps": 2}  # the shapes, not the budget
+    cfg.algorithm.options.update({k: v for k, v in fast.items() if k in cfg.algorithm.options})
+    torch.manual_seed(0)
+    algo = build_algorithm(cfg)
+    batch = train_sampler(cfg.data, 0).sample_batch(1)
+    assert batch.support_x.shape[-3:] == (1, 28, 28)
+    loss, metrics = algo.meta_loss(batch)
+    loss.backward()
+    assert torch.isfinite(loss) and 0.0 <= metrics["accuracy"] <= 1.0
+    result = evaluate(algo, fixed_episodes(cfg.data, "val", n_episodes=2), progress=False)
+    assert result.metric == "accuracy" and result.n == 2

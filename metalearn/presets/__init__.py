@@ -16,14 +16,18 @@ from functools import partial
 
 from metalearn.presets.omniglot import (
     anil_omniglot_20w1s,
+    baseline_omniglot_5w1s,
+    baseline_pp_omniglot_5w1s,
     fomaml_omniglot_5w1s,
     maml_omniglot_5w1s,
     maml_omniglot_20w1s,
+    matching_omniglot_5w1s,
     meta_sgd_omniglot_5w1s,
     protonet_omniglot_5w1s,
     protonet_omniglot_5w5s,
     protonet_omniglot_20w1s,
     protonet_omniglot_20w5s,
+    relation_omniglot_5w1s,
     reptile_omniglot_5w5s,
 )
 from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid
@@ -43,6 +47,10 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "protonet-omniglot-5w5s": protonet_omniglot_5w5s,
     "protonet-omniglot-20w1s": protonet_omniglot_20w1s,
     "protonet-omniglot-20w5s": protonet_omniglot_20w5s,
+    "matching-omniglot-5w1s": matching_omniglot_5w1s,
+    "relation-omniglot-5w1s": relation_omniglot_5w1s,
+    "baseline-omniglot-5w1s": baseline_omniglot_5w1s,
+    "baseline-pp-omniglot-5w1s": baseline_pp_omniglot_5w1s,
 }
 """Name table for the CLI: preset name -> function returning its :class:`RunConfig`."""
 

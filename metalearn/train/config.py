@@ -81,6 +81,9 @@ class ModelConfig:
     """Backbone name in ``metalearn.models.BACKBONES`` (``metalearn list``)."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the backbone constructor (set as ``model.<name>=value``)."""
+    feature_maps: list[int] | None = None
+    """View the backbone's flat features as maps of this shape ``[C, H, W]`` (for algorithms
+    that compare feature maps, e.g. Relation Networks); ``None``: flat features."""
 
 
 @dataclass
@@ -428,7 +431,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             _set_field(cfg, parts[0], value, "")
         elif len(parts) == 2 and parts[0] in _SECTIONS:
             section = getattr(cfg, parts[0])
-            if parts[0] in ("model", "algorithm") and parts[1] not in ("backbone", "name", "options"):
+            if parts[0] in ("model", "algorithm") and parts[1] not in (
+                    "backbone", "name", "options", "feature_maps"):
                 _, params = _options_target(parts[0], section)
                 if parts[1] not in params:
                     raise ConfigError(

@@ -62,10 +62,20 @@ DATASETS: dict[str, DatasetEntry] = {
 """Name table for the CLI: dataset name -> :class:`DatasetEntry`."""
 
 
+_SOURCES: dict[tuple, object] = {}
+
+
 def build_source(cfg: DataConfig, split: str):
-    """The dataset or task family of ``split`` (``"train"``, ``"val"`` or ``"test"``)."""
+    """The dataset or task family of ``split`` (``"train"``, ``"val"`` or ``"test"``).
+
+    Sources are read-only (memory-mapped caches), so each ``(dataset, split, root, image_size)``
+    is built once per process and shared.
+    """
     name = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}.get(split, split)
-    return DATASETS[cfg.dataset].build(cfg, name)
+    key = (cfg.dataset, name, cfg.root, cfg.image_size)
+    if key not in _SOURCES:
+        _SOURCES[key] = DATASETS[cfg.dataset].build(cfg, name)
+    return _SOURCES[key]
 
 
 def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
