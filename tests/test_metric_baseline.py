@@ -133,3 +133,33 @@ def test_checkpoints_with_code_are_not_executed(tmp_path):
     torch.save({"weights": torch.zeros(2), "obj": Scaled(nn.Linear(1, 1), 2.0)}, tmp_path / "pickled.pt")
     with pytest.raises(Exception, match="(?i)weights_only|unsupported|global"):
         load_backbone(nn.Linear(1, 1), tmp_path / "pickled.pt")
+
+
+@pytest.fixture
+def one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: avoid oversubscribing the shared cores
+    yield
+    torch.set_num_threads(n)
+
+
+def test_pretraining_on_minibatches_of_a_dataset_transfers_to_new_classes(one_thread):
+    """Non-episodic pretraining (the paper's) on 64 blob classes; fine-tune heads on 20 unseen ones."""
+    from test_metric_common import Blobs, test_accuracy
+
+    from metalearn.algorithms.baseline import pretrain
+    from metalearn.data import ArrayDataset
+
+    torch.manual_seed(7)
+    train, test = Blobs(64, seed=1), Blobs(20, seed=2)
+    x = train.draw(torch.arange(64), 30)
+    dataset = ArrayDataset(x.numpy(), torch.arange(64).repeat_interleave(30).numpy())
+    for head in ("linear", "cosine"):
+        backbone = nn.Sequential(nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 16))
+        algo = Baseline(backbone, BaselineConfig(n_classes=64, feature_dim=16, head=head, scale=10.0))
+        before = test_accuracy(algo, test)
+        history = pretrain(algo, dataset, steps=150, batch_size=64, lr=1e-2)
+        assert history[-1]["accuracy"] > history[0]["accuracy"]
+        assert test_accuracy(algo, test) >= 0.95 > before
+    with pytest.raises(ValueError, match="n_classes"):
+        pretrain(Baseline(nn.Linear(32, 4), BaselineConfig(n_classes=10, feature_dim=4)), dataset, steps=1)

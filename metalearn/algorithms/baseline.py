@@ -5,7 +5,7 @@ Chen, Liu, Kira, Wang and Huang, "A Closer Look at Few-shot Classification", ICL
 
 *Pretraining* is ordinary, non-episodic classification: the backbone plus a head over all
 meta-train classes, trained with cross-entropy on ``(x, y)`` minibatches
-(:meth:`Baseline.pretrain_loss`). :meth:`Baseline.meta_loss` trains the same objective from an
+(:meth:`Baseline.pretrain_loss`; :func:`pretrain` runs it over a dataset). :meth:`Baseline.meta_loss` trains the same objective from an
 :class:`EpisodeBatch` (every support and query example labelled with its dataset class id,
 ``class_ids``), so the shared training loop can run it unchanged. Baseline uses a linear head;
 Baseline++ a cosine head, ``logits = scale * cos(w_c, f(x))``, which is invariant to the scale
@@ -19,6 +19,7 @@ The pretrained backbone can come from a user's checkpoint (:func:`load_backbone`
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -27,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from metalearn._rng import make_generator
 from metalearn.algorithms.metric import (
     check_support,
     cosine_similarity,
@@ -34,6 +36,7 @@ from metalearn.algorithms.metric import (
     prototypes,
     run_backbone,
 )
+from metalearn.data.base import ClassDataset
 from metalearn.types import EpisodeBatch
 
 
@@ -241,6 +244,62 @@ class Baseline(nn.Module):
         batched = self.adapt_batch(support_x.unsqueeze(0), support_y.unsqueeze(0))
         return BaselinePredictor(self.backbone, batched.support_x, batched.weight, batched.bias,
                                  batched.kind, batched.scale, False)
+
+
+def class_minibatches(dataset: ClassDataset, batch_size: int, seed: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+    """Endless shuffled ``(x, y)`` minibatches of a dataset's examples for pretraining.
+
+    Each pass over the data is a fresh seeded permutation (the last partial batch is dropped).
+
+    Args:
+        dataset: A :class:`~metalearn.data.ClassDataset` of the meta-train classes.
+        batch_size: Examples per minibatch.
+        seed: Seed of the shuffling.
+
+    Yields:
+        ``x`` ``(batch_size, *item_shape)`` and dataset class ids ``y`` ``(batch_size,)``.
+    """
+    if batch_size < 1 or batch_size > len(dataset):
+        raise ValueError(f"batch_size must lie in 1..{len(dataset)} (the dataset size), got {batch_size}")
+    g = make_generator(seed, "baseline-pretrain")
+    labels = torch.as_tensor(dataset.labels)
+    while True:
+        for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
+            if len(idx) == batch_size:
+                yield dataset.gather(idx), labels[idx]
+
+
+def pretrain(algo: Baseline, dataset: ClassDataset, steps: int, batch_size: int = 64, lr: float = 1e-3,
+             seed: int = 0, log_every: int = 0) -> list[dict[str, float]]:
+    """Pretrain ``algo`` (backbone and head) as an ordinary classifier with Adam.
+
+    Args:
+        algo: A :class:`Baseline` whose ``n_classes`` equals ``dataset.num_classes``.
+        dataset: The meta-train classes.
+        steps: Number of minibatch steps.
+        batch_size: Examples per step.
+        lr: Adam learning rate (the paper's 1e-3).
+        seed: Seed of the minibatch order.
+        log_every: Print the running metrics every this many steps (0: never).
+
+    Returns:
+        The metrics of every step.
+    """
+    if dataset.num_classes != algo.config.n_classes:
+        raise ValueError(f"the dataset has {dataset.num_classes} classes but BaselineConfig.n_classes is "
+                         f"{algo.config.n_classes}: make them equal.")
+    device = next(algo.parameters()).device
+    opt = torch.optim.Adam(algo.parameters(), lr=lr)
+    history = []
+    for step, (x, y) in zip(range(1, steps + 1), class_minibatches(dataset, batch_size, seed)):
+        loss, metrics = algo.pretrain_loss(x.to(device), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        history.append(metrics)
+        if log_every and step % log_every == 0:
+            print(f"pretrain step {step}: loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.3f}", flush=True)
+    return history
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
