@@ -127,7 +127,7 @@ def _load_part(root: Path, part: str, size: tuple[int, int], download_missing: b
         warnings.warn(
             f"{path.name}: checksum differs from the official archive (md5 {OFFICIAL_MD5[part]}); "
             f"accepted after a structural check ({EXPECTED_COUNTS[part][1]} characters, "
-            f"{EXPECTED_COUNTS[part][2]} images)", stacklevel=3)
+            f"{EXPECTED_COUNTS[part][2]} images)", stacklevel=4)
     else:
         source.check_structure()
     classes = [source.class_of(n) for n in source.names]
