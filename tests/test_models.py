@@ -102,3 +102,21 @@ def test_bad_norm_and_running_stats_errors():
         check_no_running_stats(bad)
     check_no_running_stats(Conv4())
     check_no_running_stats(nn.Sequential(nn.BatchNorm2d(4, track_running_stats=False)))
+
+
+def test_channels_last_path_equals_plain_path():
+    torch.manual_seed(0)
+    fast = Conv4(1, hidden=8, out_features=3, channels_last=True)
+    plain = Conv4(1, hidden=8, out_features=3, channels_last=False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(5, 1, 28, 28)
+    y1, y2 = fast(x), plain(x)
+    assert torch.allclose(y1, y2, atol=1e-5)
+    g1 = torch.autograd.grad(y1.square().sum(), list(fast.parameters()))
+    g2 = torch.autograd.grad(y2.square().sum(), list(plain.parameters()))
+    assert all(torch.allclose(a, b, atol=1e-4, rtol=1e-4) for a, b in zip(g1, g2))
+    rgb = Conv4(3, hidden=4, channels_last=True, image_size=84)
+    ref = Conv4(3, hidden=4, channels_last=False, image_size=84)
+    ref.load_state_dict(rgb.state_dict())
+    x = torch.randn(2, 3, 84, 84)
+    assert torch.allclose(rgb(x), ref(x), atol=1e-5)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from metalearn.algorithms.functional import inner_loop
+from metalearn.algorithms.functional import Differentiate, func_grad, inner_loop
 from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.types import Params
 
@@ -59,9 +59,9 @@ class ANIL(MAML):
             )
 
     def _adapt_fn(self, support_x: Tensor, support_y: Tensor, steps: int, first_order: bool):
-        def adapt(meta: tuple[Params, Params]) -> tuple[Params, Tensor]:
+        def adapt(meta: tuple[Params, Params], differentiate: Differentiate = func_grad):
             params, rule_params = meta
             return inner_loop(self._forward, params, support_x, support_y,
                               self.make_rule(rule_params), steps, first_order=first_order,
-                              adapt=self.head_names)
+                              adapt=self.head_names, differentiate=differentiate)
         return adapt

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call, grad, vjp, vmap
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from metalearn.algorithms.update_rules import UpdateRule, apply_updates
 from metalearn.models.norm import check_no_running_stats
@@ -34,6 +35,9 @@ from metalearn.types import Episode, EpisodeBatch, Params
 
 Forward = Callable[..., Tensor]
 """``forward(params, x, n_support=None) -> outputs``: a module as a pure function."""
+
+Differentiate = Callable[..., Callable[[Params], tuple[Params, Any]]]
+"""``differentiate(fn, create_graph) -> (params -> (grads, aux))`` for ``fn(params) -> (loss, aux)``."""
 
 MODES = ("auto", "loop", "vmap")
 
@@ -97,9 +101,35 @@ def predict(forward: Forward, params: Params, support_x: Tensor, query_x: Tensor
     return forward(params, query_x)
 
 
+def func_grad(fn: Callable[[Params], tuple[Tensor, Any]], create_graph: bool = True):
+    """Gradient by ``torch.func.grad`` (composes with ``vmap``/``vjp``; ``create_graph`` unused:
+    the function transforms keep whatever the enclosing transforms need)."""
+    return grad(fn, has_aux=True)
+
+
+def autograd_grad(fn: Callable[[Params], tuple[Tensor, Any]], create_graph: bool = True):
+    """Gradient by ``torch.autograd.grad``: the plain engine, lowest overhead on CPU.
+
+    Tensors of ``params`` that do not require grad are made leaves that do. With
+    ``create_graph`` (and a ``params`` tensor that requires grad) the gradient is itself
+    differentiable, as second-order MAML needs.
+    """
+
+    def wrapped(params: Params) -> tuple[Params, Any]:
+        graph = create_graph and any(v.requires_grad for v in params.values())
+        with torch.enable_grad():
+            leaves = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in params.items()}
+            loss, aux = fn(leaves)
+            grads = torch.autograd.grad(loss, list(leaves.values()), create_graph=graph)
+        return dict(zip(leaves, grads)), aux
+
+    return wrapped
+
+
 def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: Tensor,
                rule: UpdateRule, steps: int, *, first_order: bool = False,
-               adapt: Sequence[str] | None = None) -> tuple[Params, Tensor]:
+               adapt: Sequence[str] | None = None,
+               differentiate: Differentiate = func_grad) -> tuple[Params, Tensor]:
     """Adapt ``params`` to one task's support set: ``steps`` applications of ``rule``.
 
     A pure function: nothing is mutated, and the result is differentiable with respect to
@@ -115,6 +145,7 @@ def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: T
         steps: Number of gradient steps (0 returns ``params``).
         first_order: Treat inner gradients as constants (FOMAML).
         adapt: Names of the parameters to adapt (default: all); the rest stay fixed.
+        differentiate: :func:`func_grad` (required under ``vmap``) or :func:`autograd_grad`.
 
     Returns:
         ``(adapted_params, support_losses)`` with ``support_losses`` of shape ``(steps,)``:
@@ -131,7 +162,7 @@ def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: T
 
     losses = []
     for _ in range(steps):
-        grads, loss = grad(support_loss, has_aux=True)(fast)
+        grads, loss = differentiate(support_loss, not first_order)(fast)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
         updates, state = rule.update(grads, state, fast)
@@ -139,6 +170,45 @@ def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: T
         losses.append(loss)
     stacked = torch.stack(losses) if losses else support_x.new_zeros(0)
     return {**fixed, **fast}, stacked
+
+
+def task_meta_gradient(adapt: Callable[[Any, Differentiate], tuple[Params, Tensor]],
+                       query: Callable[[Params], tuple[Tensor, Any]], meta: Any,
+                       functorch: bool) -> tuple[Any, Any, Tensor]:
+    """One task's meta-gradient: adapt, then pull the query gradient back through the inner loop.
+
+    The query forward/backward runs at the (detached) adapted parameters without any graph back
+    to ``meta``; its gradient ``v`` is then pulled back through the inner loop (a
+    vector-Jacobian product, the only second-order computation). Same result as
+    differentiating the query loss through the inner loop, with one graph fewer.
+
+    Args:
+        adapt: ``adapt(meta, differentiate) -> (adapted_params, support_losses)``.
+        query: ``query(adapted_params) -> (loss, aux)``.
+        meta: Pytree of meta-parameters (closed over by the caller, never batched).
+        functorch: Use ``torch.func`` transforms (required under ``vmap``) instead of the
+            plain autograd engine (faster on CPU).
+
+    Returns:
+        ``(meta_grad, aux, support_losses)`` with ``meta_grad`` shaped like ``meta``.
+    """
+    if functorch:
+        adapted, vjp_fn, inner = vjp(lambda m: adapt(m, func_grad), meta, has_aux=True)
+        v, aux = grad(query, has_aux=True)(detach(adapted))
+        (meta_grad,) = vjp_fn(v)
+        return meta_grad, aux, inner
+    leaves, spec = tree_flatten(meta)
+    with torch.enable_grad():
+        adapted, inner = adapt(meta, autograd_grad)
+        v, aux = autograd_grad(query, create_graph=False)(detach(adapted))
+        outs = [(a, v[k]) for k, a in adapted.items() if a.requires_grad]
+        wrt = [p for p in leaves if p.requires_grad]
+        grads = torch.autograd.grad([a for a, _ in outs], wrt, [g for _, g in outs],
+                                    allow_unused=True) if outs and wrt else []
+    it = iter(grads)
+    flat = [(next(it) if p.requires_grad else None) for p in leaves]
+    flat = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, flat)]
+    return tree_unflatten(flat, spec), aux, inner
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:

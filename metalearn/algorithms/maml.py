@@ -22,17 +22,18 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.func import grad, vjp
 
 from metalearn.algorithms.functional import (
     MODES,
     AdaptedPredictor,
+    Differentiate,
     as_batch,
     attach_gradients,
     check_backbone,
     check_finite,
     check_steps,
     detach,
+    func_grad,
     inner_loop,
     make_forward,
     metric_name,
@@ -40,6 +41,7 @@ from metalearn.algorithms.functional import (
     predict,
     resolve_mode,
     task_loss,
+    task_meta_gradient,
     task_metric,
     uses_task_norm,
 )
@@ -119,13 +121,14 @@ class MAML(nn.Module):
         return dict(self.backbone.named_parameters()), self.rule_params()
 
     def _adapt_fn(self, support_x: Tensor, support_y: Tensor, steps: int, first_order: bool):
-        def adapt(meta: tuple[Params, Params]) -> tuple[Params, Tensor]:
+        def adapt(meta: tuple[Params, Params], differentiate: Differentiate = func_grad):
             params, rule_params = meta
             return inner_loop(self._forward, params, support_x, support_y,
-                              self.make_rule(rule_params), steps, first_order=first_order)
+                              self.make_rule(rule_params), steps, first_order=first_order,
+                              differentiate=differentiate)
         return adapt
 
-    def _task(self, meta: tuple[Params, Params], need_grad: bool):
+    def _task(self, meta: tuple[Params, Params], need_grad: bool, functorch: bool):
         cfg, forward, task_norm = self.config, self._forward, self._task_norm
 
         def task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Any, ...]:
@@ -140,11 +143,7 @@ class MAML(nn.Module):
                 adapted, inner = adapt(meta)
                 _, (loss, metric) = query(adapted)
                 return loss, metric, inner
-            adapted, vjp_fn, inner = vjp(adapt, meta, has_aux=True)
-            # The query pass needs no graph back to theta: its gradient v is pulled back
-            # through the inner loop by vjp_fn (the only second-order part).
-            v, (loss, metric) = grad(query, has_aux=True)(detach(adapted))
-            (meta_grad,) = vjp_fn(v)
+            meta_grad, (loss, metric), inner = task_meta_gradient(adapt, query, meta, functorch)
             return loss, metric, inner, meta_grad
 
         return task
@@ -169,7 +168,8 @@ class MAML(nn.Module):
         need_grad = torch.is_grad_enabled() and any(p.requires_grad for p in leaves)
         mode = resolve_mode(self.config.task_mode, batch.support_x.device)
         tensors = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
-        out = over_tasks(self._task(meta, need_grad), tensors, mode, self.config.chunk_size)
+        task = self._task(meta, need_grad, functorch=mode == "vmap")
+        out = over_tasks(task, tensors, mode, self.config.chunk_size)
         losses, metrics, inner = out[:3]
         check_finite(inner, losses)
         value = losses.mean()
