@@ -5,6 +5,7 @@
 
 from metalearn.algorithms.anil import ANIL, ANILConfig
 from metalearn.algorithms.baseline import Baseline, BaselineConfig
+from metalearn.algorithms.learned_optimizer import LearnedOptimizerMAML, LearnedOptimizerMAMLConfig
 from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
@@ -21,6 +22,7 @@ ALGORITHMS = {
     "matching": MatchingNet,
     "relation": RelationNet,
     "baseline": Baseline,
+    "learned_optimizer": LearnedOptimizerMAML,
 }
 """Name table for the CLI: algorithm name -> class (``cls(backbone, config=...)``)."""
 
@@ -31,6 +33,8 @@ __all__ = [
     "Baseline",
     "BaselineConfig",
     "FeatureMaps",
+    "LearnedOptimizerMAML",
+    "LearnedOptimizerMAMLConfig",
     "MAML",
     "MAMLConfig",
     "MatchingConfig",
