@@ -29,6 +29,7 @@ from metalearn.algorithms.functional import (
     Differentiate,
     as_batch,
     attach_gradients,
+    autograd_grad,
     check_backbone,
     check_finite,
     check_steps,
@@ -190,6 +191,6 @@ class MAML(nn.Module):
         """
         steps = self.config.eval_inner_steps or self.config.inner_steps
         meta = tuple(detach(d) for d in self._meta())
-        adapted, inner = self._adapt_fn(support_x, support_y, steps, True)(meta)
+        adapted, inner = self._adapt_fn(support_x, support_y, steps, True)(meta, autograd_grad)
         check_finite(inner[None])
         return AdaptedPredictor(self._forward, detach(adapted), support_x, self._task_norm)

@@ -26,10 +26,12 @@ from metalearn.algorithms.functional import (
     AdaptedPredictor,
     as_batch,
     attach_gradients,
+    autograd_grad,
     check_backbone,
     check_finite,
     check_steps,
     detach,
+    func_grad,
     inner_loop,
     make_forward,
     metric_name,
@@ -113,11 +115,13 @@ class Reptile(nn.Module):
         frac = min(int(self.step) / cfg.anneal_steps, 1.0)
         return cfg.outer_lr + frac * (cfg.outer_lr_final - cfg.outer_lr)
 
-    def _task(self, params: Params):
+    def _task(self, params: Params, functorch: bool = False):
         cfg, forward, rule = self.config, self._forward, sgd(self.config.inner_lr)
+        differentiate = func_grad if functorch else autograd_grad
 
         def task(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor):
-            phi, inner = inner_loop(forward, params, sx, sy, rule, cfg.inner_steps, first_order=True)
+            phi, inner = inner_loop(forward, params, sx, sy, rule, cfg.inner_steps,
+                                    first_order=True, differentiate=differentiate)
             out = predict(forward, phi, sx, qx, self._task_norm)
             return phi, task_loss(out, qy).detach(), task_metric(out, qy), inner
 
@@ -137,7 +141,7 @@ class Reptile(nn.Module):
             losses, metrics, inner = (torch.stack(x) for x in zip(*outs))
         else:
             mode = resolve_mode(self.config.task_mode, batch.support_x.device)
-            phi, losses, metrics, inner = over_tasks(self._task(theta), tensors, mode)
+            phi, losses, metrics, inner = over_tasks(self._task(theta, mode == "vmap"), tensors, mode)
             theta = {k: theta[k] + eps * (phi[k].mean(0) - theta[k]) for k in theta}
         check_finite(inner, losses)
         return theta, {"loss": float(losses.mean()), metric_name(batch.query_y): float(metrics.mean())}
@@ -180,6 +184,7 @@ class Reptile(nn.Module):
         steps = self.config.eval_inner_steps or self.config.inner_steps
         params = detach(dict(self.backbone.named_parameters()))
         phi, inner = inner_loop(self._forward, params, support_x, support_y,
-                                sgd(self.config.inner_lr), steps, first_order=True)
+                                sgd(self.config.inner_lr), steps, first_order=True,
+                                differentiate=autograd_grad)
         check_finite(inner[None])
         return AdaptedPredictor(self._forward, detach(phi), support_x, self._task_norm)

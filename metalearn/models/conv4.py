@@ -19,7 +19,10 @@ from metalearn.models.norm import check_norm, make_norm
 
 
 def supports_channels_last(x: Tensor) -> bool:
-    """False under ``vmap``, which cannot query memory formats (then NCHW is used)."""
+    """False inside ``torch.func`` transforms: ``vmap`` cannot change memory formats."""
+    peek = getattr(torch._C._functorch, "peek_interpreter_stack", None)
+    if peek is not None:
+        return peek() is None
     try:
         x.is_contiguous(memory_format=torch.channels_last)
     except RuntimeError:  # "NYI: querying is_contiguous inside of vmap"
