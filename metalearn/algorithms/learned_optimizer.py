@@ -187,21 +187,27 @@ class MLPRule(LearnedRule):
 class MetaSGDRule(LearnedRule):
     """Reference rule: Meta-SGD's learned per-parameter rates (Li et al. 2017).
 
+    The rates are stored as ``log_lrs`` (``lr = exp(log_lr)``): over 100-step unrolls a raw
+    rate nudged past the stability limit makes the trajectory explode, and in log space a
+    meta-optimiser step changes a rate by a fraction of itself instead of by a fixed amount.
+
     Args:
         shapes: Name -> shape of each optimised tensor (the rates broadcast against it, so a
             leading task dimension may be left out).
-        lr: Initial rate of every entry.
+        lr: Initial rate of every entry (> 0).
     """
 
     def __init__(self, shapes: Mapping[str, torch.Size | tuple[int, ...]], lr: float = 0.01):
         super().__init__()
+        if not (math.isfinite(lr) and lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
         self.names = {name: name.replace(".", "__") for name in shapes}
-        self.lrs = nn.ParameterDict({key: nn.Parameter(torch.full(tuple(shapes[name]), float(lr)))
-                                     for name, key in self.names.items()})
+        self.log_lrs = nn.ParameterDict({key: nn.Parameter(torch.full(tuple(shapes[name]), math.log(lr)))
+                                         for name, key in self.names.items()})
 
     def rule(self, params: Params | None = None) -> UpdateRule:
         w = self.own(params)
-        inner = meta_sgd({name: w[f"lrs.{key}"] for name, key in self.names.items()})
+        inner = meta_sgd({name: w[f"log_lrs.{key}"].exp() for name, key in self.names.items()})
 
         def init(params: Params) -> dict[str, tuple]:
             unknown = sorted(set(params) - set(self.names))
@@ -327,8 +333,8 @@ class BlobMLPFamily:
     in_features: int = 10
     n_classes: int = 5
     hidden: int = 20
-    n_points: int = 100
-    noise: float = 1.0
+    n_points: int = 256
+    noise: float = 2.0
 
     def sample(self, n_tasks: int, g: torch.Generator, device: torch.device | str = "cpu") -> Optimizee:
         means = torch.randn(n_tasks, self.n_classes, self.in_features, generator=g)
@@ -425,8 +431,8 @@ def unroll(rule: UpdateRule, loss_fn: Callable[[Params], Tensor], params: Params
 
 @dataclass
 class MetaTrainConfig:
-    """Truncated backpropagation through unrolled optimisation (Andrychowicz et al. 2016 use
-    horizon 100, unroll 20, Adam, and 128 quadratics per batch for 10 000 trajectories)."""
+    """Truncated backpropagation through unrolled optimisation (Andrychowicz et al. 2016:
+    horizon 100, unroll 20, Adam; batches of 128 quadratics in their released code)."""
 
     horizon: int = 100
     """Optimizee steps per trajectory (a fresh batch of problems each)."""
