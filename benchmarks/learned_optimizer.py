@@ -8,7 +8,8 @@ a 10-20-5 sigmoid MLP on sampled Gaussian-blob classification tasks):
    ``HORIZON`` (100) steps on *validation* problems.
 2. Meta-train the coordinate-wise LSTM rule and the two reference rules (per-parameter MLP on
    gradient+momentum, Meta-SGD rates started at the tuned SGD rate) with truncated BPTT:
-   horizon 100, unroll 20, Adam on the rule's parameters.
+   horizon 100, unroll 20, Adam on the rule's parameters; every 10 trajectories the rule is
+   scored on the same validation problems and the best one is kept.
 3. On *held-out test* problems (new seeds), run every optimiser for 2 x HORIZON steps and report
    the loss after 100 steps (the trained horizon) and after 200 (generalisation to twice the
    horizon) as mean +- 95% CI over the test problems; each figure's baseline is the best tuned
@@ -41,8 +42,8 @@ from metalearn.algorithms.learned_optimizer import (
     MetaTrainConfig,
     MLPRule,
     QuadraticFamily,
+    evaluate_rule,
     meta_train,
-    unroll,
 )
 from metalearn.eval.metrics import mean_ci95
 
@@ -126,12 +127,11 @@ def main() -> None:
             cfg = MetaTrainConfig(horizon=HORIZON, unroll=20, trajectories=trajectories,
                                   n_tasks=n_tasks, meta_lr=meta_lr, seed=7)
             start = time.perf_counter()
-            history = meta_train(module, family, cfg)
+            history = meta_train(module, family, cfg, validation=val)
             seconds[name] = time.perf_counter() - start
             print(f"  meta-train {name}: {trajectories} trajectories in {seconds[name]:.1f} s, "
                   f"meta-loss {history[0]:.3g} -> {sum(history[-5:]) / 5:.3g}", flush=True)
-            rule = module.rule()
-            results[name] = unroll(rule, test.loss, test.params, rule.init(test.params), 2 * HORIZON)[2]
+            results[name] = evaluate_rule(module, test, 2 * HORIZON)
         curves[fam_name] = results
         for step in (HORIZON, 2 * HORIZON):
             means = {name: mean_ci95(losses[step]) for name, losses in results.items()}

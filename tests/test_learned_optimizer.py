@@ -19,6 +19,7 @@ from metalearn.algorithms.learned_optimizer import (
     Optimizee,
     QuadraticFamily,
     SinusoidMLPFamily,
+    evaluate_rule,
     lstm_cell,
     meta_train,
     preprocess_gradients,
@@ -322,3 +323,19 @@ def test_maml_with_learned_rule_lowers_the_query_loss():
 def test_bad_rule_name():
     with pytest.raises(ValueError, match="choose one of"):
         LearnedOptimizerMAML(MLP(1, (4,), 1), LearnedOptimizerMAMLConfig(rule="adam"))
+
+
+def test_validation_keeps_the_best_rule():
+    """With validation problems the best rule seen is kept (same seeds, so both runs follow the
+    same trajectory and differ only in which rule is returned)."""
+    family = QuadraticFamily(dim=4)
+    val = family.sample(8, torch.Generator().manual_seed(5))
+    cfg = MetaTrainConfig(horizon=10, unroll=5, trajectories=6, n_tasks=8, meta_lr=3e-2, eval_every=1)
+    modules = []
+    for validation in (None, val):
+        torch.manual_seed(0)
+        module = MLPRule()
+        meta_train(module, family, cfg, validation=validation)
+        modules.append(module)
+    last, best = (evaluate_rule(m, val, 10)[1:].mean() for m in modules)
+    assert best < last  # here the last rule is worse (0.89 vs 0.84): the best one was restored

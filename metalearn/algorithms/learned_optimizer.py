@@ -450,9 +450,11 @@ class MetaTrainConfig:
     """Differentiate through the optimizee gradients (the paper does not)."""
     seed: int = 0
     """Seeds the problems drawn."""
+    eval_every: int = 10
+    """With validation problems, evaluate every this many trajectories and keep the best rule."""
 
     def __post_init__(self) -> None:
-        for name in ("horizon", "unroll", "trajectories", "n_tasks"):
+        for name in ("horizon", "unroll", "trajectories", "n_tasks", "eval_every"):
             value = getattr(self, name)
             if int(value) != value or value < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
@@ -464,20 +466,30 @@ class MetaTrainConfig:
             raise ValueError(f"meta_lr must be a finite number > 0, got {self.meta_lr!r}")
 
 
+def evaluate_rule(optimizer: LearnedRule, problem: Optimizee, steps: int) -> Tensor:
+    """Losses ``(steps + 1, n_tasks)`` of ``optimizer``'s rule run for ``steps`` on ``problem``."""
+    rule = optimizer.rule()
+    return unroll(rule, problem.loss, problem.params, rule.init(problem.params), steps)[2]
+
+
 def meta_train(optimizer: LearnedRule, family, config: MetaTrainConfig | None = None,
-               callback: Callable[[int, float], None] | None = None) -> list[float]:
+               callback: Callable[[int, float], None] | None = None,
+               validation: Optimizee | None = None) -> list[float]:
     """Meta-train ``optimizer``'s parameters in place on problems drawn from ``family``.
 
     Each trajectory draws ``n_tasks`` problems and optimises them for ``horizon`` steps; every
     ``unroll`` steps the mean loss along the truncation (after each update) is backpropagated
     into the rule's parameters and Adam takes a step; parameters and rule state are then
-    detached and the trajectory goes on.
+    detached and the trajectory goes on. Meta-training of LSTM optimisers is noisy, so with
+    ``validation`` problems the rule is evaluated every ``eval_every`` trajectories (mean loss
+    over the horizon) and the best one is kept, as the paper's released code does.
 
     Args:
         optimizer: The rule module to train (its device is used for the problems).
         family: Has ``sample(n_tasks, generator, device) -> Optimizee``.
         config: Defaults to :class:`MetaTrainConfig()`.
         callback: Called as ``callback(meta_step, meta_loss)`` after every meta-update.
+        validation: Problems to select the best rule on (None: keep the last one).
 
     Returns:
         The meta-loss of every meta-update.
@@ -490,7 +502,15 @@ def meta_train(optimizer: LearnedRule, family, config: MetaTrainConfig | None = 
     g = torch.Generator().manual_seed(cfg.seed)
     adam = torch.optim.Adam(optimizer.parameters(), lr=cfg.meta_lr)
     history: list[float] = []
-    for _ in range(cfg.trajectories):
+    best = (math.inf, None)
+
+    def check() -> None:
+        nonlocal best
+        score = evaluate_rule(optimizer, validation, cfg.horizon)[1:].mean().item()
+        if score < best[0]:  # NaN never wins
+            best = (score, {k: v.detach().clone() for k, v in optimizer.state_dict().items()})
+
+    for trajectory in range(cfg.trajectories):
         problem = family.sample(cfg.n_tasks, g, device)
         params = problem.params
         state = optimizer.rule().init(params)
@@ -513,4 +533,9 @@ def meta_train(optimizer: LearnedRule, family, config: MetaTrainConfig | None = 
             history.append(meta_loss.item())
             if callback is not None:
                 callback(len(history), history[-1])
+        if validation is not None and ((trajectory + 1) % cfg.eval_every == 0
+                                       or trajectory + 1 == cfg.trajectories):
+            check()
+    if best[1] is not None:
+        optimizer.load_state_dict(best[1])
     return history
