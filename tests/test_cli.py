@@ -232,3 +232,11 @@ def test_prepare_data_omniglot_reports_counts(omniglot_root, capsys):
 def test_prepare_data_from_a_folder_without_archives_is_a_clear_error(tmp_path, capsys):
     err = _err(capsys, "prepare-data", "omniglot", "--data-root", tmp_path / "root", "--from", tmp_path)
     assert "images_background" in err
+
+
+def test_overwrite_starts_over(sinusoid_run, capsys, tmp_path):
+    out = tmp_path / "again"
+    assert main(["train", "--preset", "demo", "--out", str(out), "--quiet", *TINY]) == 0
+    assert "already holds a run" in _err(capsys, "train", "--preset", "demo", "--out", out, *TINY)
+    code, stdout, _ = run_cli(capsys, "train", "--preset", "demo", "--out", out, "--overwrite", "--quiet", *TINY)
+    assert code == 0 and "4 steps" in stdout

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help=f"run directory (default {DEFAULT_RUNS}/<preset>)")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     t.add_argument("--force", action="store_true", help="with --resume, accept a changed config")
+    t.add_argument("--overwrite", action="store_true",
+                   help="start over in --out, deleting its checkpoints, metrics and results")
     t.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device)")
     t.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar or messages")
@@ -142,6 +144,12 @@ def _cmd_train(args) -> int:
     if not args.quiet:
         _print(f"training {cfg.name}: {cfg.algorithm.name} on {cfg.data.dataset}, "
                f"{cfg.train.steps} steps -> {out}")
+    if args.overwrite and not args.resume:
+        import shutil
+
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+        for name in ("metrics.jsonl", "learning_curve.png", "eval_test.json", "eval_val.json"):
+            (out / name).unlink(missing_ok=True)
     result = train(cfg, out, resume=args.resume, force=args.force, quiet=args.quiet)
     best = f"best validation {result.best} at step {result.best_step}" if result.best else "no validation"
     _print(f"done: {result.steps} steps in {result.seconds:.0f} s; {best}")
@@ -290,17 +298,21 @@ def _cmd_prepare(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``metalearn`` command; returns the exit status."""
+    """Entry point of the ``metalearn`` command; returns the exit status.
+
+    Args:
+        argv: Arguments without the program name; ``None`` reads ``sys.argv`` and, on glibc
+            Linux, first re-executes the process once with a tuned allocator
+            (:func:`metalearn._runtime.reexec_with_tuned_allocator`; ``METALEARN_NO_TUNE=1``
+            skips it). Calls from Python with an explicit ``argv`` never re-execute.
+    """
     from metalearn.train.checkpoint import CheckpointError
     from metalearn.train.config import ConfigError
 
-    runtime = None
-    try:
-        from metalearn import _runtime as runtime
-    except ImportError:
-        pass
-    if runtime is not None and hasattr(runtime, "reexec_with_tuned_allocator"):
-        runtime.reexec_with_tuned_allocator()
+    if argv is None:  # the real command line (not a call from Python): tune glibc malloc once
+        from metalearn._runtime import reexec_with_tuned_allocator
+
+        reexec_with_tuned_allocator()
     parser = _parser()
     args = parser.parse_args(argv)
     import importlib.util

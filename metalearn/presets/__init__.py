@@ -18,6 +18,7 @@ from metalearn.presets.omniglot import (
     anil_omniglot_20w1s,
     baseline_omniglot_5w1s,
     baseline_pp_omniglot_5w1s,
+    demo_omniglot,
     fomaml_omniglot_5w1s,
     maml_omniglot_5w1s,
     maml_omniglot_20w1s,
@@ -35,6 +36,7 @@ from metalearn.train.config import ConfigError, RunConfig, suggest
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
     "demo": demo,
+    "demo-omniglot": demo_omniglot,
     **{f"maml-sinusoid-{k}shot": partial(maml_sinusoid, k) for k in (5, 10, 20)},
     **{f"meta-sgd-sinusoid-{k}shot": partial(meta_sgd_sinusoid, k) for k in (5, 10, 20)},
     "maml-omniglot-5w1s": maml_omniglot_5w1s,

@@ -181,3 +181,15 @@ def baseline_omniglot_5w1s(head: str = "linear") -> RunConfig:
 def baseline_pp_omniglot_5w1s() -> RunConfig:
     """Baseline++ (cosine head) pretrained on all 4112 training classes; 5-way 1-shot test."""
     return baseline_omniglot_5w1s("cosine")
+
+
+def demo_omniglot() -> RunConfig:
+    """A short ProtoNet Omniglot run for the README demo: 20-way training, 5-way 1-shot test."""
+    cfg = _protonet(5, 1)
+    cfg.name = "demo-protonet-omniglot-5w1s"
+    cfg.data.n_way, cfg.data.test_episodes, cfg.data.val_episodes = 20, 600, 100
+    cfg.train.steps, cfg.train.val_every, cfg.train.checkpoint_every = 1000, 250, 250
+    cfg.train.step_size = 500
+    cfg.notes = ("Short budget for the demo: 1,000 episodes of 20-way 1-shot (the paper trains "
+                 "60-way for much longer), lr halved every 500; 600 test episodes.")
+    return cfg
