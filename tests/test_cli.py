@@ -240,3 +240,56 @@ def test_overwrite_starts_over(sinusoid_run, capsys, tmp_path):
     assert "already holds a run" in _err(capsys, "train", "--preset", "demo", "--out", out, *TINY)
     code, stdout, _ = run_cli(capsys, "train", "--preset", "demo", "--out", out, "--overwrite", "--quiet", *TINY)
     assert code == 0 and "4 steps" in stdout
+
+
+def glyph_folders(root: Path, splits: dict[str, int], per_class: int = 4, seed: int = 0) -> Path:
+    """``root/<split>/<class>/<i>.png``: each class a random 3-stroke glyph, drawn with jitter."""
+    rng = np.random.default_rng(seed)
+    for split, n_classes in splits.items():
+        for c in range(n_classes):
+            glyph = np.zeros((28, 28), bool)
+            for _ in range(3):
+                r, k = rng.integers(4, 24, 2)
+                if rng.random() < 0.5:
+                    glyph[r:r + 2, min(k, 8):max(k, 20)] = True
+                else:
+                    glyph[min(r, 8):max(r, 20), k:k + 2] = True
+            (root / split / f"{split}{c}").mkdir(parents=True)
+            for i in range(per_class):
+                img = np.roll(glyph, tuple(rng.integers(-1, 2, 2)), axis=(0, 1))
+                Image.fromarray(np.where(img, 255, 0).astype(np.uint8)).save(root / split / f"{split}{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_end_to_end_on_an_image_folder(tmp_path, capsys, monkeypatch):
+    """train -> eval -> adapt on the user's own image folders, all through the command."""
+    monkeypatch.setenv("METALEARN_CACHE", str(tmp_path / "cache"))
+    root = glyph_folders(tmp_path / "glyphs", {"train": 8, "val": 4, "test": 4})
+    sets = ["data.dataset=folder", f"data.root={root}", "data.train_split=train", "data.val_split=val",
+            "data.test_split=test", "data.n_way=4", "data.eval_n_way=3", "data.k_shot=1",
+            "data.n_query=2", "data.eval_n_query=3", "data.val_episodes=5", "model.hidden=16",
+            "train.steps=30", "train.val_every=10", "train.checkpoint_every=10", "train.device=cpu",
+            "train.tensorboard=false"]
+    run = tmp_path / "run"
+    argv = ["train", "--preset", "protonet-omniglot-5w1s", "--out", run, "--quiet"]
+    for s in sets:
+        argv += ["--set", s]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    code, out, _ = run_cli(capsys, "eval", run, "--episodes", 20, "--quiet")
+    assert code == 0 and "accuracy" in out
+    acc = json.loads((run / "eval_test.json").read_text())["result"]["mean"]
+    assert acc > 0.6  # 3-way glyphs: chance is 1/3
+    support, query = tmp_path / "support", tmp_path / "query"
+    for c in range(4):
+        cls = root / "test" / f"test{c}"
+        (support / cls.name).mkdir(parents=True)
+        (query / cls.name).mkdir(parents=True)
+        for i, f in enumerate(sorted(cls.iterdir())):
+            (support if i == 0 else query).joinpath(cls.name, f.name).write_bytes(f.read_bytes())
+    code, out, _ = run_cli(capsys, "adapt", run, "--support", support, "--query", query,
+                           "--out", tmp_path / "pred.csv")
+    assert code == 0
+    rows = list(csv.DictReader((tmp_path / "pred.csv").open()))
+    assert len(rows) == 12 and sum(r["predicted"] == r["true"] for r in rows) >= 10

@@ -189,17 +189,16 @@ def _cmd_eval(args) -> int:
 
 def _cmd_adapt(args) -> int:
     from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier, load_images
-    from metalearn.train.data import DATASETS
+    from metalearn.train.config import RunConfig
+    from metalearn.train.data import image_format
 
     clf = FewShotClassifier.from_run(args.run_dir, args.checkpoint, args.device)
-    cfg_path = Path(args.run_dir) / "config.json"
-    data = json.loads(cfg_path.read_text())["data"]
-    entry = DATASETS[data["dataset"]]
-    if entry.channels is None:
-        raise AdaptInputError(f"{args.run_dir} was trained on {data['dataset']}, not images")
-    sx, sy, _ = load_images(args.support, data["image_size"], entry.channels, entry.invert)
-    qx, qy, qfiles = load_images(args.query, data["image_size"], entry.channels, entry.invert,
-                                 labelled=False)
+    data = RunConfig.from_dict(json.loads((Path(args.run_dir) / "config.json").read_text())).data
+    fmt = image_format(data)
+    if fmt is None:
+        raise AdaptInputError(f"{args.run_dir} was trained on {data.dataset}, not images")
+    sx, sy, _ = load_images(args.support, data.image_size, *fmt)
+    qx, qy, qfiles = load_images(args.query, data.image_size, *fmt, labelled=False)
     clf.fit(sx, sy)
     proba = clf.predict_proba(qx)
     pred = clf.classes_[proba.argmax(1)]

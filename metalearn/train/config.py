@@ -45,6 +45,8 @@ class DataConfig:
     """Class split of the fixed test episodes (``metalearn eval --split``)."""
     image_size: int = 28
     """Side of the square images after resizing (image datasets)."""
+    channels: int = 1
+    """Image channels of the ``folder`` dataset, 1 (grey) or 3 (RGB); the others fix their own."""
     n_way: int | None = None
     """Classes per meta-training task; ``None`` for regression."""
     k_shot: int = 10
@@ -477,6 +479,8 @@ def validate(cfg: RunConfig) -> None:
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be at least 1, got {getattr(t, key)}")
     d = cfg.data
+    if d.channels not in (1, 3):
+        raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {d.channels}")
     for key in ("k_shot", "n_query", "val_episodes", "test_episodes"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be at least 1, got {getattr(d, key)}")

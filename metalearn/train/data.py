@@ -16,12 +16,14 @@ class DatasetEntry:
     Attributes:
         description: One line for ``metalearn list``.
         build: ``build(data_config, split) -> ClassDataset | TaskFamily``.
-        channels: Image channels (``None`` for regression families).
+        images: True for image datasets, False for regression task families.
+        channels: Image channels; ``None``: set by ``data.channels``.
         invert: Images are inverted after decoding (Omniglot: strokes become 1).
     """
 
     description: str
     build: Callable
+    images: bool = True
     channels: int | None = None
     invert: bool = False
 
@@ -38,6 +40,17 @@ def _mini_imagenet(cfg: DataConfig, split: str):
     return MiniImageNet(cfg.root, split=split, image_size=cfg.image_size)
 
 
+def _folder(cfg: DataConfig, split: str):
+    from pathlib import Path
+
+    from metalearn.data.folders import ImageFolder
+
+    if cfg.root is None:
+        raise ValueError("data.dataset=folder needs data.root (or --data-root): the folder holding "
+                         f"{cfg.train_split}/, {cfg.val_split}/ and {cfg.test_split}/ class folders")
+    return ImageFolder(Path(cfg.root) / split, image_size=cfg.image_size, channels=cfg.channels)
+
+
 def _sinusoid(cfg: DataConfig, split: str):
     from metalearn.data.regression import SinusoidTasks
 
@@ -52,12 +65,15 @@ def _linear(cfg: DataConfig, split: str):
 
 DATASETS: dict[str, DatasetEntry] = {
     "omniglot": DatasetEntry("Omniglot characters, 28x28 grey; splits vinyals-train/val/test "
-                             "(with rotations), background, evaluation", _omniglot, 1, True),
+                             "(with rotations), background, evaluation", _omniglot, True, 1, True),
     "mini-imagenet": DatasetEntry("mini-ImageNet, 84x84 RGB, Ravi & Larochelle splits "
-                                  "train/val/test", _mini_imagenet, 3, False),
+                                  "train/val/test", _mini_imagenet, True, 3),
+    "folder": DatasetEntry("your images: ROOT/<split>/<class>/<image>, the split sub-folders named "
+                           "by data.train_split/val_split/test_split; data.channels 1 or 3",
+                           _folder, True, None),
     "sinusoid": DatasetEntry("regression y = A sin(x - phase), A in [0.1, 5], phase in [0, pi], "
-                             "x in [-5, 5] (MAML); built in, no download", _sinusoid),
-    "linear": DatasetEntry("regression y = a x + b, a and b in [-3, 3]; built in", _linear),
+                             "x in [-5, 5] (MAML); built in, no download", _sinusoid, False),
+    "linear": DatasetEntry("regression y = a x + b, a and b in [-3, 3]; built in", _linear, False),
 }
 """Name table for the CLI: dataset name -> :class:`DatasetEntry`."""
 
@@ -100,3 +116,11 @@ def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, s
     if seed is None:
         seed = cfg.val_seed if split == "val" else cfg.test_seed
     return FixedEpisodes(build_source(cfg, split), n_way, k_shot, n_query, n_episodes=n_episodes, seed=seed)
+
+
+def image_format(cfg: DataConfig) -> tuple[int, bool] | None:
+    """``(channels, invert)`` with which the run's images were decoded; ``None`` for regression."""
+    entry = DATASETS[cfg.dataset]
+    if not entry.images:
+        return None
+    return (cfg.channels if entry.channels is None else entry.channels), entry.invert
