@@ -136,7 +136,7 @@ def image_run(tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "img"
     cfg = RunConfig(name="img", data=DataConfig(dataset="omniglot", n_way=3, k_shot=2, n_query=1),
                     model=ModelConfig("conv4", {"hidden": 16, "out_features": 3}),
-                    algorithm=AlgorithmConfig("maml", {"inner_lr": 0.5, "eval_inner_steps": 25}),
+                    algorithm=AlgorithmConfig("maml", {"inner_lr": 0.5, "eval_inner_steps": 10}),
                     train=TrainConfig(device="cpu"))
     torch.manual_seed(0)
     algo = build_algorithm(cfg)
@@ -203,7 +203,7 @@ def test_bad_input_exits_2_with_the_fix(image_run, sinusoid_run, tmp_path, capsy
         (other / "checkpoints").mkdir(exist_ok=True)
         (other / "checkpoints" / p.name).write_bytes(p.read_bytes())
     meta = json.loads((other / "checkpoints" / "best.json").read_text())
-    meta["config"]["model"]["options"]["hidden"] = 8
+    meta["config"]["model"]["options"]["hidden"] *= 2
     (other / "checkpoints" / "best.json").write_text(json.dumps(meta))
     assert "different model" in _err(capsys, "eval", other)
     # support with one class, unreadable image, empty query folder, regression run

@@ -334,6 +334,11 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. a download that failed: no traceback, but not a usage error
+        if os.environ.get("METALEARN_DEBUG"):
+            raise
+        print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except NonFiniteLossError as e:
         print(f"metalearn {args.command}: {e}", file=sys.stderr)
         return 1
