@@ -229,6 +229,15 @@ def test_prepare_data_omniglot_reports_counts(omniglot_root, capsys):
     assert "cache:" in out
 
 
+@pytest.mark.data
+def test_prepare_data_imports_from_a_path(omniglot_root, tmp_path, capsys):
+    code, out, _ = run_cli(capsys, "prepare-data", "omniglot", "--data-root", tmp_path / "root",
+                           "--from", omniglot_root / "omniglot")
+    assert code == 0 and out.count("imported") == 2
+    assert (tmp_path / "root" / "omniglot" / "images_evaluation.zip").is_file()
+    assert "evaluation       659 classes   13180 images" in out
+
+
 def test_prepare_data_from_a_folder_without_archives_is_a_clear_error(tmp_path, capsys):
     err = _err(capsys, "prepare-data", "omniglot", "--data-root", tmp_path / "root", "--from", tmp_path)
     assert "images_background" in err
