@@ -19,7 +19,15 @@ DEFAULT_RUNS = "runs"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
+    """Shows every default; help texts that already explain theirs ("default ...") are kept."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if action.default is False:
+            return text + " (off by default)"
+        if "default" in text or action.default in (None, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 def _config_keys_help() -> str:
@@ -55,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
                        description="Meta-train a preset into a run directory (config.json, "
                                    "metrics.jsonl, checkpoints/, learning_curve.png).",
                        epilog=_config_keys_help())
-    t.add_argument("--preset", help="preset name (`metalearn list presets`); optional with --resume")
+    t.add_argument("--preset", help="preset name (`metalearn list presets`); no default, optional "
+                   "with --resume")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
     t.add_argument("--data-root", help="dataset folder (sets data.root; default $METALEARN_DATA)")
@@ -64,13 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--force", action="store_true", help="with --resume, accept a changed config")
     t.add_argument("--overwrite", action="store_true",
                    help="start over in --out, deleting its checkpoints, metrics and results")
-    t.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device)")
+    t.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device; default: the "
+                   "preset's, auto = CUDA when available)")
     t.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
     t.add_argument("--quiet", action="store_true", help="no progress bar or messages")
 
     e = sub.add_parser("eval", formatter_class=_Formatter, help="evaluate a run on fixed episodes",
                        description="Evaluate a trained run on fixed, seeded episodes; prints mean "
-                                   "± 95%% CI and writes RUN_DIR/eval_<split>.json.")
+                                   "± 95% CI and writes RUN_DIR/eval_<split>.json.")
     e.add_argument("run_dir", metavar="RUN_DIR")
     e.add_argument("--episodes", type=int, help="number of episodes (default: data.test_episodes "
                    "of the run, 600 or more)")
