@@ -29,6 +29,7 @@ from metalearn.train.checkpoint import (
 )
 from metalearn.train.config import ConfigError, RunConfig, build_component, diff, validate
 from metalearn.train.data import fixed_episodes, train_sampler
+from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, plot_learning_curve
 
 
@@ -150,15 +151,20 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
     elif (ckpt_dir / "last.json").exists():
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another --out folder")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    say = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr))
-
     t = cfg.train
-    device = pick_device(t.device)
-    torch.manual_seed(t.seed)  # the initial weights
+    ranks, device = setup_distributed(pick_device(t.device))
+    if t.meta_batch % ranks.world:
+        raise ConfigError(f"train.meta_batch={t.meta_batch} must be a multiple of the "
+                          f"{ranks.world} processes (it is the total over ranks)")
+    main = ranks.is_main
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
+
+    torch.manual_seed(t.seed)  # the initial weights, identical on every rank
     algo = build_algorithm(cfg).to(device)
-    sampler = train_sampler(cfg.data, t.seed)
+    sampler = train_sampler(cfg.data, t.seed, rank=ranks.rank)
     val_episodes = fixed_episodes(cfg.data, "val")
     params = [p for p in algo.parameters() if p.requires_grad]
     if t.optimizer == "adam":
@@ -171,23 +177,29 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         s = saved["state"]
         load_model_state(algo, s["model"])
         opt.load_state_dict(s["optimizer"])
-        sampler.load_state_dict(s["sampler"])
-        _set_rng_state(s["rng"])
+        if len(s["sampler"]) != ranks.world:
+            raise ConfigError(f"this run was trained with {len(s['sampler'])} processes; resume "
+                              "it with the same number")
+        sampler.load_state_dict(s["sampler"][ranks.rank])
+        _set_rng_state(s["rng"][ranks.rank])
         step = saved["step"]
         if saved["extra"].get("best") is not None:
             best, best_step = EvalResult.from_dict(saved["extra"]["best"]), saved["extra"]["best_step"]
         say(f"resuming {run_dir} at step {step}")
-    logger = RunLogger(run_dir, resume_step=step if resume else None, tensorboard=t.tensorboard)
+    logger = RunLogger(run_dir, resume_step=step if resume else None, tensorboard=t.tensorboard) \
+        if main else None
 
-    def checkpoint() -> None:
-        state = {"model": algo.state_dict(), "optimizer": opt.state_dict(),
-                 "sampler": sampler.state_dict(), "rng": _rng_state()}
-        extra = {"best": best.to_dict() if best else None, "best_step": best_step}
-        save_checkpoint(ckpt_dir, "last", state, step=step, config=cfg.to_dict(), extra=extra)
+    def checkpoint() -> None:  # collective: every rank contributes its sampler and RNG state
+        samplers, rngs = ranks.gather(sampler.state_dict()), ranks.gather(_rng_state())
+        if main:
+            state = {"model": algo.state_dict(), "optimizer": opt.state_dict(),
+                     "sampler": samplers, "rng": rngs}
+            extra = {"best": best.to_dict() if best else None, "best_step": best_step}
+            save_checkpoint(ckpt_dir, "last", state, step=step, config=cfg.to_dict(), extra=extra)
 
     from tqdm.auto import tqdm
 
-    show = (sys.stderr.isatty() and not quiet) if progress is None else progress
+    show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
     bar = tqdm(total=t.steps, initial=step, desc=cfg.name, unit="step", disable=not show,
                dynamic_ncols=True)
     metrics: dict = {}
@@ -197,12 +209,15 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         while step < end:
             for group in opt.param_groups:
                 group["lr"] = t.lr * lr_factor(t, step)
-            batch = sampler.sample_batch(t.meta_batch).to(device)
+            batch = sampler.sample_batch(t.meta_batch // ranks.world).to(device)
             try:
                 loss, metrics = algo.meta_loss(batch)
-                bad = None if torch.isfinite(loss) else f"the meta-loss is {loss.item()}"
+                bad = None
             except FloatingPointError as e:  # an algorithm's own finiteness check
-                bad = str(e)
+                loss, metrics, bad = torch.tensor(float("nan"), device=device), {}, str(e)
+            mean_loss = ranks.mean(loss.detach().float().reshape(1))  # NaN on all if on one
+            if bad is None and not torch.isfinite(mean_loss).all():
+                bad = f"the meta-loss is {mean_loss.item()}"
             if bad is not None:
                 last = load_checkpoint(ckpt_dir)["step"] if (ckpt_dir / "last.json").exists() else None
                 kept = f"the last good checkpoint (step {last}) is kept in {ckpt_dir}" if last is not None \
@@ -212,17 +227,19 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                     "Lower train.lr or the inner learning rate, or set train.grad_clip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            ranks.average_gradients(params)
             if t.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
             opt.step()
             step += 1
-            metrics = {"loss": loss.item(), **{k: float(v) for k, v in metrics.items()},
+            means = ranks.mean(torch.tensor([float(v) for v in metrics.values()], device=device))
+            metrics = {"loss": mean_loss.item(), **dict(zip(metrics, means.tolist())),
                        "lr": opt.param_groups[0]["lr"]}
-            if step % t.log_every == 0 or step == t.steps:
+            if main and (step % t.log_every == 0 or step == t.steps):
                 logger.log(step, "train", metrics)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
-            if step % t.val_every == 0 or step == t.steps:
+            if main and (step % t.val_every == 0 or step == t.steps):
                 val = evaluate(algo, val_episodes, progress=False)
                 algo.train()
                 logger.log(step, "val", {"metric": val.metric, "mean": val.mean, "ci95": val.ci95,
@@ -240,8 +257,11 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                 checkpoint()
     finally:
         bar.close()
-        logger.close()
-    plot_learning_curve(run_dir, title=cfg.name)
+        if logger is not None:
+            logger.close()
+        ranks.close()
+    if main:
+        plot_learning_curve(run_dir, title=cfg.name)
     return TrainResult(run_dir, step, best_step, best, metrics, time.perf_counter() - start_time)
 
 
