@@ -35,17 +35,15 @@ from pathlib import Path
 
 import torch
 
-from metalearn.algorithms.learned_optimizer import (
+from metalearn.algorithms.learned_optimizer import LSTMRule, MetaSGDRule, MLPRule
+from metalearn.eval.metrics import mean_ci95
+from metalearn.optim import (
     BlobMLPFamily,
-    LSTMRule,
-    MetaSGDRule,
     MetaTrainConfig,
-    MLPRule,
     QuadraticFamily,
     evaluate_rule,
     meta_train,
 )
-from metalearn.eval.metrics import mean_ci95
 
 HORIZON = 100
 GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0]

@@ -9,25 +9,27 @@ from torch import nn
 
 from metalearn.algorithms import ALGORITHMS
 from metalearn.algorithms.learned_optimizer import (
-    BlobMLPFamily,
     LearnedOptimizerMAML,
     LearnedOptimizerMAMLConfig,
     LSTMRule,
     MetaSGDRule,
-    MetaTrainConfig,
     MLPRule,
+    lstm_cell,
+    preprocess_gradients,
+)
+from metalearn.data import SinusoidTasks
+from metalearn.models import MLP
+from metalearn.optim import (
+    BlobMLPFamily,
+    LearnedOptimizer,
+    MetaTrainConfig,
     Optimizee,
     QuadraticFamily,
     SinusoidMLPFamily,
     evaluate_rule,
-    lstm_cell,
     meta_train,
-    preprocess_gradients,
     unroll,
 )
-from metalearn.data import SinusoidTasks
-from metalearn.models import MLP
-from metalearn.optim import LearnedOptimizer
 
 
 @pytest.fixture(autouse=True)
