@@ -11,10 +11,10 @@ classification tasks), :class:`SinusoidMLPFamily` (an MLP regressing a sinusoid 
 
 :class:`LearnedOptimizer` is a ``torch.optim.Optimizer`` that runs a rule (for example a
 :class:`~metalearn.algorithms.learned_optimizer.LSTMRule` meta-trained by :func:`meta_train`)
-in an ordinary training loop. The rule is used as it is: its parameters are read, never changed. Its per-parameter state (the LSTM's hidden states, the MLP rule's
-momentum) lives in ``optimizer.state`` and goes through ``state_dict()`` /
-``load_state_dict()`` like Adam's moments; save the rule module itself with its own
-``state_dict()``.
+in an ordinary training loop. The rule is used as it is: its parameters are read, never
+changed. Its per-parameter state (the LSTM's hidden states, the MLP rule's momentum) lives in
+``optimizer.state`` and goes through ``state_dict()`` / ``load_state_dict()`` like Adam's
+moments; save the rule module itself with its own ``state_dict()``.
 
 Examples:
     >>> import torch

@@ -8,9 +8,9 @@ The optimiser ``m_phi`` maps each coordinate's gradient to that coordinate's upd
 units shared by every coordinate (coordinate-wise: the coordinates are its batch), fed the
 gradient through the paper's log/sign preprocessing, its output scaled by 0.1. ``phi`` is
 learned by minimising the sum of the optimizee losses along unrolled optimisation trajectories
-(:func:`metalearn.optim.meta_train`): truncated backpropagation through time, one meta-update every ``unroll``
-steps of a ``horizon``-step trajectory, with the paper's approximation of treating the
-optimizee gradients as constants (``second_order=False``).
+(:func:`metalearn.optim.meta_train`): truncated backpropagation through time, one meta-update
+every ``unroll`` steps of a ``horizon``-step trajectory, with the paper's approximation of
+treating the optimizee gradients as constants (``second_order=False``).
 
 Every rule here is an :class:`~metalearn.algorithms.update_rules.UpdateRule` built by
 ``module.rule(params)``, whose state is a dict keyed like the optimised parameters, so the same
@@ -241,8 +241,8 @@ class LearnedOptimizerMAML(MAML):
     Args:
         backbone: As for :class:`~metalearn.algorithms.maml.MAML`.
         config: Hyperparameters; defaults to :class:`LearnedOptimizerMAMLConfig()`.
-        optimizer: A ready rule module (e.g. one meta-trained by :func:`metalearn.optim.meta_train`); default:
-            a new one from ``config.rule``.
+        optimizer: A ready rule module (e.g. one meta-trained by
+            :func:`metalearn.optim.meta_train`); default: a new one from ``config.rule``.
     """
 
     def __init__(self, backbone: nn.Module, config: LearnedOptimizerMAMLConfig | None = None,
