@@ -76,7 +76,8 @@ class LearnedOptimizer(torch.optim.Optimizer):
             closure: Optional; re-evaluates the model and returns the loss.
 
         Raises:
-            ValueError: if a parameter has no gradient (names it and says what to do).
+            ValueError: if a parameter has no gradient (names it and says what to do), or the
+                rule sits on another device than the parameters.
         """
         loss = None
         if closure is not None:
@@ -89,6 +90,10 @@ class LearnedOptimizer(torch.optim.Optimizer):
                              "step(), and leave parameters the loss does not use (or frozen ones) "
                              "out of the optimizer")
         rule_params = {k: v.detach() for k, v in self.rule_module.named_parameters()}
+        first = next(iter(rule_params.values()), None)
+        if first is not None and any(p.device != first.device for p in tensors):
+            raise ValueError(f"the rule's parameters are on {first.device} but the optimised "
+                             f"ones on {tensors[0].device}: move the rule with rule.to(device)")
         rule = self.rule_module.rule(rule_params)
         params = dict(zip(self.names, tensors))
         grads = {n: p.grad for n, p in params.items()}

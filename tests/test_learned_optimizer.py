@@ -341,3 +341,11 @@ def test_validation_keeps_the_best_rule():
         modules.append(module)
     last, best = (evaluate_rule(m, val, 10)[1:].mean() for m in modules)
     assert best < last  # here the last rule is worse (0.89 vs 0.84): the best one was restored
+
+
+def test_wrapper_refuses_a_rule_on_another_device():
+    model = nn.Linear(2, 1)
+    opt = LearnedOptimizer(model.parameters(), LSTMRule().to("meta"))
+    model(torch.randn(3, 2)).sum().backward()
+    with pytest.raises(ValueError, match=r"rule.to\(device\)"):
+        opt.step()
