@@ -9,7 +9,8 @@ a 10-20-5 sigmoid MLP on sampled Gaussian-blob classification tasks):
 2. Meta-train the coordinate-wise LSTM rule and the two reference rules (per-parameter MLP on
    gradient+momentum, Meta-SGD rates started at the tuned SGD rate) with truncated BPTT:
    horizon 100, unroll 20, Adam on the rule's parameters; every 10 trajectories the rule is
-   scored on the same validation problems and the best one is kept.
+   scored on the same validation problems and the best one is kept (also when a drawn problem
+   diverges and meta-training stops with FloatingPointError; the record then says so).
 3. On *held-out test* problems (new seeds), run every optimiser for 2 x HORIZON steps and report
    the loss after 100 steps (the trained horizon) and after 200 (generalisation to twice the
    horizon) as mean +- 95% CI over the test problems; each figure's baseline is the best tuned
@@ -118,16 +119,21 @@ def main() -> None:
         results = {name: run_hand(HAND[name], lr, test, 2 * HORIZON) for name, lr in lrs.items()}
         rules = {"lstm": LSTMRule(), "mlp": MLPRule(),
                  "meta_sgd": MetaSGDRule({k: v.shape[1:] for k, v in val.params.items()}, lr=lrs["sgd"])}
-        seconds = {}
+        seconds, failures = {}, {}
         for name, module in rules.items():
             torch.manual_seed(0)
             trajectories = 2 if args.quick else budgets[name]
             cfg = MetaTrainConfig(horizon=HORIZON, unroll=20, trajectories=trajectories,
                                   n_tasks=n_tasks, meta_lr=meta_lr, seed=7)
-            start = time.perf_counter()
-            history = meta_train(module, family, cfg, validation=val)
+            start, history = time.perf_counter(), []
+            try:
+                meta_train(module, family, cfg, callback=lambda _, loss, h=history: h.append(loss),
+                           validation=val)
+            except FloatingPointError as err:  # the best validated rule so far is kept
+                failures[name] = f"stopped after {len(history)} meta-updates: {str(err)[:80]}"
+                print(f"  meta-train {name}: {failures[name]}", flush=True)
             seconds[name] = time.perf_counter() - start
-            print(f"  meta-train {name}: {trajectories} trajectories in {seconds[name]:.1f} s, "
+            print(f"  meta-train {name}: {len(history)} meta-updates in {seconds[name]:.1f} s, "
                   f"meta-loss {history[0]:.3g} -> {sum(history[-5:]) / 5:.3g}", flush=True)
             results[name] = evaluate_rule(module, test, 2 * HORIZON)
         curves[fam_name] = results
@@ -141,6 +147,8 @@ def main() -> None:
                 else:
                     extra.update(trajectories=budgets[name], unroll=20, meta_lr=meta_lr,
                                  meta_train_s=round(seconds[name], 1))
+                    if name in failures:
+                        extra["meta_training"] = failures[name]
                 line = f"  {name:9s} loss@{step}: {mean:.4g} +- {ci:.2g}"
                 if args.quick:
                     print(line)

@@ -336,7 +336,8 @@ def meta_train(optimizer: LearnedRule, family, config: MetaTrainConfig | None = 
         The meta-loss of every meta-update.
 
     Raises:
-        FloatingPointError: if a meta-loss is NaN/inf (the optimizee diverged).
+        FloatingPointError: if a meta-loss is NaN/inf (the optimizee diverged); ``optimizer``
+            is then left at the best validated rule so far, if any.
     """
     cfg = config or MetaTrainConfig()
     device = next(optimizer.parameters()).device
@@ -351,32 +352,36 @@ def meta_train(optimizer: LearnedRule, family, config: MetaTrainConfig | None = 
         if score < best[0]:  # NaN never wins
             best = (score, {k: v.detach().clone() for k, v in optimizer.state_dict().items()})
 
-    for trajectory in range(cfg.trajectories):
-        problem = family.sample(cfg.n_tasks, g, device)
-        params = problem.params
-        state = optimizer.rule().init(params)
-        for start in range(0, cfg.horizon, cfg.unroll):
-            steps = min(cfg.unroll, cfg.horizon - start)
-            params, state, losses = unroll(optimizer.rule(), problem.loss, params, state, steps,
-                                           meta=True, second_order=cfg.second_order)
-            meta_loss = losses[1:].mean()
-            if not torch.isfinite(meta_loss):
-                raise FloatingPointError(
-                    f"meta-loss became {meta_loss.item()} in the truncation starting at step {start}: "
-                    "the optimizee diverged under the learned rule. Reduce the unroll length or the "
-                    f"meta learning rate (meta_lr={cfg.meta_lr}), or the rule's output_scale")
-            adam.zero_grad()
-            meta_loss.backward()
-            if cfg.max_grad_norm is not None:
-                nn.utils.clip_grad_norm_(optimizer.parameters(), cfg.max_grad_norm)
-            adam.step()
-            params, state = _detach(params), _detach(state)
-            history.append(meta_loss.item())
-            if callback is not None:
-                callback(len(history), history[-1])
-        if validation is not None and ((trajectory + 1) % cfg.eval_every == 0
-                                       or trajectory + 1 == cfg.trajectories):
-            check()
-    if best[1] is not None:
-        optimizer.load_state_dict(best[1])
+    try:
+        for trajectory in range(cfg.trajectories):
+            problem = family.sample(cfg.n_tasks, g, device)
+            params = problem.params
+            state = optimizer.rule().init(params)
+            for start in range(0, cfg.horizon, cfg.unroll):
+                steps = min(cfg.unroll, cfg.horizon - start)
+                params, state, losses = unroll(optimizer.rule(), problem.loss, params, state, steps,
+                                               meta=True, second_order=cfg.second_order)
+                meta_loss = losses[1:].mean()
+                if not torch.isfinite(meta_loss):
+                    raise FloatingPointError(
+                        f"meta-loss became {meta_loss.item()} in trajectory {trajectory}, truncation "
+                        f"starting at step {start}: "
+                        "the optimizee diverged under the learned rule. Reduce the unroll length or the "
+                        f"meta learning rate (meta_lr={cfg.meta_lr}), or the rule's output_scale")
+                adam.zero_grad()
+                meta_loss.backward()
+                if cfg.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(optimizer.parameters(), cfg.max_grad_norm)
+                adam.step()
+                params, state = _detach(params), _detach(state)
+                history.append(meta_loss.item())
+                if callback is not None:
+                    callback(len(history), history[-1])
+            if validation is not None and ((trajectory + 1) % cfg.eval_every == 0
+                                           or trajectory + 1 == cfg.trajectories):
+                check()
+    finally:
+        # Also on FloatingPointError: an interrupted run keeps its best validated rule.
+        if best[1] is not None:
+            optimizer.load_state_dict(best[1])
     return history

@@ -349,3 +349,34 @@ def test_wrapper_refuses_a_rule_on_another_device():
     model(torch.randn(3, 2)).sum().backward()
     with pytest.raises(ValueError, match=r"rule.to\(device\)"):
         opt.step()
+
+
+def test_divergence_keeps_the_best_validated_rule():
+    """A run stopped by a non-finite meta-loss leaves the rule at its best validated state: the
+    same as a run that ends cleanly just before the bad trajectory."""
+    family = QuadraticFamily(dim=3)
+    val = family.sample(4, torch.Generator().manual_seed(5))
+
+    class Poisoned:
+        def __init__(self):
+            self.calls = 0
+
+        def sample(self, n_tasks, g, device="cpu"):
+            self.calls += 1
+            problem = family.sample(n_tasks, g, device)
+            if self.calls <= 3:
+                return problem
+            return Optimizee(problem.params, lambda p: problem.loss(p) * math.inf)
+
+    cfg = dict(horizon=6, unroll=3, n_tasks=4, meta_lr=3e-2, eval_every=1)
+    states = []
+    for fam, trajectories in ((Poisoned(), 5), (family, 3)):
+        torch.manual_seed(0)
+        module = MLPRule()
+        if trajectories == 5:
+            with pytest.raises(FloatingPointError, match="trajectory 3"):
+                meta_train(module, fam, MetaTrainConfig(trajectories=5, **cfg), validation=val)
+        else:
+            meta_train(module, fam, MetaTrainConfig(trajectories=3, **cfg), validation=val)
+        states.append(module.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[1])
