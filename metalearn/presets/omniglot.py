@@ -188,8 +188,8 @@ def demo_omniglot() -> RunConfig:
     cfg = _protonet(5, 1)
     cfg.name = "demo-protonet-omniglot-5w1s"
     cfg.data.n_way, cfg.data.test_episodes, cfg.data.val_episodes = 20, 600, 100
-    cfg.train.steps, cfg.train.val_every, cfg.train.checkpoint_every = 1000, 250, 250
-    cfg.train.step_size = 500
-    cfg.notes = ("Short budget for the demo: 1,000 episodes of 20-way 1-shot (the paper trains "
-                 "60-way for much longer), lr halved every 500; 600 test episodes.")
+    cfg.train.steps, cfg.train.val_every, cfg.train.checkpoint_every = 600, 200, 200
+    cfg.train.step_size = 300
+    cfg.notes = ("Short budget for the demo: 600 episodes of 20-way 1-shot (the paper trains "
+                 "60-way for much longer), lr halved every 300; 600 test episodes.")
     return cfg
