@@ -129,14 +129,24 @@ def load_checkpoint(folder: str | os.PathLike, tag: str = "last") -> dict:
         meta = json.loads(json_path.read_text())
     except json.JSONDecodeError as e:
         raise CheckpointError(f"{json_path} is not valid JSON ({e}); the file is damaged") from None
-    if meta.get("format") != FORMAT:
-        raise CheckpointError(f"{json_path} has format {meta.get('format')!r}, expected {FORMAT!r}")
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise CheckpointError(f"{json_path} has format {found!r}, expected {FORMAT!r}; the file is "
+                              "damaged or not a metalearn checkpoint")
+    lacking = [k for k in ("step", "save_id", "tensors", "config", "state") if k not in meta]
+    if lacking or not isinstance(meta["tensors"], str) or "/" in meta["tensors"] or "\\" in meta["tensors"]:
+        raise CheckpointError(f"{json_path} lacks {lacking or ['a valid tensors file name']}; the "
+                              "checkpoint is damaged: use another one or train again")
     tensor_path = folder / meta["tensors"]
     if not tensor_path.is_file():
         raise CheckpointError(f"{tensor_path} named by {json_path} is missing; the checkpoint is incomplete")
-    with safe_open(str(tensor_path), framework="pt", device="cpu") as f:
-        save_id = (f.metadata() or {}).get("save_id")
-        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    try:
+        with safe_open(str(tensor_path), framework="pt", device="cpu") as f:
+            save_id = (f.metadata() or {}).get("save_id")
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
+    except Exception as e:  # SafetensorError: truncated, zero bytes, or not safetensors at all
+        raise CheckpointError(f"{tensor_path} is not a readable safetensors file ({e}); the checkpoint "
+                              "is damaged or incomplete: use another one or train again") from None
     if save_id != meta["save_id"]:
         raise CheckpointError(f"{tensor_path} does not belong to {json_path} (different save ids); "
                               "the checkpoint is incomplete")

@@ -158,8 +158,12 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                           f"{ranks.world} processes (it is the total over ranks)")
     main = ranks.is_main
     if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+        except OSError as e:  # read-only, no permission, full disk
+            raise OSError(e.errno, f"cannot write the run directory {run_dir} ({e.strerror or e}): "
+                          "choose a writable --out folder with free space") from None
     say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
 
     torch.manual_seed(t.seed)  # the initial weights, identical on every rank

@@ -83,7 +83,14 @@ def plot_learning_curve(run_dir: str | os.PathLike, title: str = "") -> Path:
     train = [x for x in lines if x["kind"] == "train" and "loss" in x]
     val = [x for x in lines if x["kind"] == "val"]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    axes[0].plot([x["step"] for x in train], [x["loss"] for x in train], lw=1)
+    steps, losses = [x["step"] for x in train], [x["loss"] for x in train]
+    axes[0].plot(steps, losses, lw=0.8, alpha=0.35, label="logged")
+    if len(losses) >= 10:  # a moving average over a tenth of the points shows the trend
+        w = max(len(losses) // 10, 2)
+        smooth = [sum(losses[max(0, i - w + 1):i + 1]) / len(losses[max(0, i - w + 1):i + 1])
+                  for i in range(len(losses))]
+        axes[0].plot(steps, smooth, lw=1.5, color="C0", label=f"mean of {w}")
+        axes[0].legend(loc="upper right", fontsize=8)
     axes[0].set(xlabel="meta-training step", ylabel="training meta-loss", title="training loss")
     axes[0].set_yscale("log" if train and min(x["loss"] for x in train) > 0 else "linear")
     if val:
