@@ -20,14 +20,13 @@ memory at one task's worth.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
-from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from metalearn.algorithms.update_rules import UpdateRule, apply_updates
 from metalearn.models.norm import check_no_running_stats
@@ -197,7 +196,7 @@ def task_meta_gradient(adapt: Callable[[Any, Differentiate], tuple[Params, Tenso
         v, aux = grad(query, has_aux=True)(detach(adapted))
         (meta_grad,) = vjp_fn(v)
         return meta_grad, aux, inner
-    leaves, spec = tree_flatten(meta)
+    leaves = _leaves(meta)
     with torch.enable_grad():
         adapted, inner = adapt(meta, autograd_grad)
         v, aux = autograd_grad(query, create_graph=False)(detach(adapted))
@@ -208,7 +207,24 @@ def task_meta_gradient(adapt: Callable[[Any, Differentiate], tuple[Params, Tenso
     it = iter(grads)
     flat = [(next(it) if p.requires_grad else None) for p in leaves]
     flat = [torch.zeros_like(p) if g is None else g for p, g in zip(leaves, flat)]
-    return tree_unflatten(flat, spec), aux, inner
+    return _rebuild(meta, iter(flat)), aux, inner
+
+
+def _leaves(tree: Any) -> list[Tensor]:
+    if isinstance(tree, Tensor):
+        return [tree]
+    items = tree.values() if isinstance(tree, dict) else tree
+    return [leaf for item in items for leaf in _leaves(item)]
+
+
+def _rebuild(tree: Any, flat: Iterator[Tensor]) -> Any:
+    # Plain recursion (not torch.utils._pytree, whose recursive closure forms a reference
+    # cycle that kept each task's autograd graph alive until the next garbage collection).
+    if isinstance(tree, Tensor):
+        return next(flat)
+    if isinstance(tree, dict):
+        return {k: _rebuild(v, flat) for k, v in tree.items()}
+    return type(tree)(_rebuild(v, flat) for v in tree)
 
 
 def resolve_mode(mode: str, device: torch.device) -> str:
