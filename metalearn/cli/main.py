@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import errno
 import json
 import os
 import sys
@@ -143,7 +144,12 @@ def _cmd_train(args) -> int:
         cfg_path = Path(args.out) / "config.json"
         if not cfg_path.is_file():
             raise ConfigError(f"{cfg_path} not found: {args.out} is not a run directory")
-        base = RunConfig.from_dict(json.loads(cfg_path.read_text()))
+        try:
+            saved = json.loads(cfg_path.read_text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{cfg_path} is not valid JSON ({e}); the file is damaged: restore it "
+                              "or start the run again with --preset") from None
+        base = RunConfig.from_dict(saved)
     else:
         base = get_preset(args.preset)
     cfg = apply_overrides(base, overrides)
@@ -348,7 +354,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("METALEARN_DEBUG"):
             raise
         print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
-        return 1
+        # a read-only or full place the user chose (--out, --data-root, METALEARN_CACHE) is theirs to fix
+        return 2 if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT) else 1
     except NonFiniteLossError as e:
         print(f"metalearn {args.command}: {e}", file=sys.stderr)
         return 1

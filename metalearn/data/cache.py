@@ -12,9 +12,11 @@ or does not match is rebuilt, never trusted. Writes are atomic (temporary file, 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -93,17 +95,30 @@ def atomic_write(path: Path, write: Callable[[object], None], mode: str = "wb") 
     """Write a file atomically: ``write(fileobj)`` into a temporary file, fsync, then rename.
 
     A reader never sees a half-written ``path``; a crash leaves at most a stray ``.tmp`` file.
+
+    Raises:
+        OSError: the disk is full (``errno.ENOSPC``; also NumPy's short writes) or read-only,
+            with the free space and the fix (``METALEARN_CACHE``) in the message.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and (e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+                                       or (e.errno is None and "requested and" in str(e))):
+            code = errno.EROFS if e.errno == errno.EROFS else errno.ENOSPC
+            free = shutil.disk_usage(path.parent if path.parent.exists() else Path(path.anchor)).free
+            raise OSError(code, f"{'read-only file system' if code == errno.EROFS else 'no space left'} "
+                          f"writing {path} ({free / 2**20:.1f} MiB free there): free space, or set "
+                          "METALEARN_CACHE (or cache=) to a folder on a disk with room") from e
         raise
 
 

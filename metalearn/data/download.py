@@ -18,12 +18,12 @@ import zipfile
 from pathlib import Path, PurePosixPath
 
 
-class ChecksumError(RuntimeError):
-    """A downloaded or local file does not have the expected digest."""
+class ChecksumError(ValueError):
+    """A downloaded or local file does not have the expected digest (bad input: a ValueError)."""
 
 
-class UnsafeArchiveError(RuntimeError):
-    """An archive member would escape the folder it is extracted to."""
+class UnsafeArchiveError(ValueError):
+    """An archive member would escape the folder it is extracted to (bad input: a ValueError)."""
 
 
 def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -21,6 +21,10 @@ from metalearn.types import Episode, EpisodeBatch
 
 Transform = Callable[[EpisodeBatch], EpisodeBatch]
 
+MAX_POINTS_PER_TASK = 1_000_000
+"""Upper bound on ``k_shot + n_query`` of a regression task: a larger value is a typo that would
+allocate gigabytes per batch (classification is bounded by the class sizes instead)."""
+
 
 def _check_counts(n_way: int | None, k_shot: int, n_query: int, regression: bool) -> None:
     for name, value in (("k_shot", k_shot), ("n_query", n_query)):
@@ -33,6 +37,11 @@ def _check_counts(n_way: int | None, k_shot: int, n_query: int, regression: bool
     if regression:
         if n_way is not None:
             raise ValueError("regression task families have no classes: pass n_way=None")
+        if k_shot + n_query > MAX_POINTS_PER_TASK:
+            raise ValueError(
+                f"k_shot + n_query = {k_shot} + {n_query} points per task is more than "
+                f"{MAX_POINTS_PER_TASK:,} (a batch would need gigabytes): lower k_shot or n_query"
+            )
         return
     if not isinstance(n_way, int | np.integer) or isinstance(n_way, bool):
         raise TypeError(f"n_way must be an int, got {n_way!r}")
