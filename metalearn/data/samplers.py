@@ -8,6 +8,8 @@ classes, choosing the examples within each class, and one gather of the examples
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -47,6 +49,26 @@ def _check_counts(n_way: int | None, k_shot: int, n_query: int, regression: bool
         raise TypeError(f"n_way must be an int, got {n_way!r}")
     if n_way < 2:
         raise ValueError(f"n_way must be at least 2, got {n_way}")
+
+
+def _physical_memory() -> int:
+    """Bytes of RAM of this machine (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
+def _check_batch_memory(n_tasks: int, bytes_per_task: int, what: str) -> None:
+    """Refuse a batch that could not fit in this machine's memory (a typo such as meta_batch=1e8
+    would otherwise be killed by the OS, or take the machine down with it)."""
+    need, have = n_tasks * bytes_per_task, _physical_memory()
+    if have and need > have:
+        raise ValueError(
+            f"{n_tasks:,} tasks of {what} need {need / 2**30:.1f} GiB, more than this machine's "
+            f"{have / 2**30:.1f} GiB of memory: lower the number of tasks per batch (train.meta_batch, "
+            "n_episodes) or the examples per task"
+        )
 
 
 class _ClassIndex:
@@ -140,6 +162,8 @@ class EpisodeSampler:
         """Draw classes ``(n_tasks, n_way)`` and example indices ``(n_tasks, n_way, k_shot + n_query)``."""
         g, idx = self.generator, self._index
         num_classes = idx.members.shape[0]
+        _check_batch_memory(n_tasks, 16 * self.n_way * idx.width + 8 * num_classes,
+                            f"{self.n_way}-way indices")
         classes = self._draw_classes(n_tasks, num_classes)
         keys = torch.rand(n_tasks, self.n_way, idx.width, generator=g)
         if not idx.equal:  # padding slots can never be chosen
@@ -166,6 +190,13 @@ class EpisodeSampler:
         """Sample ``n_tasks`` tasks as an :class:`EpisodeBatch`."""
         if n_tasks < 1:
             raise ValueError(f"n_tasks must be at least 1, got {n_tasks}")
+        if self.regression:  # x and y, float32, plus the task parameters
+            _check_batch_memory(n_tasks, 16 * (self.k_shot + self.n_query) + 64,
+                                f"{self.k_shot}+{self.n_query} points")
+        else:  # support and query examples as float32
+            numel = math.prod(self.source.item_shape) if self.source.item_shape else 1
+            _check_batch_memory(n_tasks, 4 * numel * self.n_way * (self.k_shot + self.n_query),
+                                f"{self.n_way}-way {self.k_shot}+{self.n_query}-shot")
         self.n_sampled += n_tasks
         if self.regression:
             batch = self.source.sample_batch(n_tasks, self.k_shot, self.n_query, self.generator)

@@ -97,6 +97,8 @@ def save_checkpoint(folder: str | os.PathLike, tag: str, state: dict, *, step: i
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob(f".{tag}[.-]*.tmp"):  # left by a write that was killed (one writer per folder)
+        stale.unlink(missing_ok=True)
     tensors: dict[str, Tensor] = {}
     tree = flatten_state(state, tensors)
     save_id = uuid.uuid4().hex

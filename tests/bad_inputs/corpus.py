@@ -303,6 +303,27 @@ def _regression_sampler(**kw):
     return build
 
 
+def _huge_regression_batch(tmp: Path):
+    from metalearn.data import EpisodeSampler, SinusoidTasks
+
+    return lambda: EpisodeSampler(SinusoidTasks(), None, 5, 5).sample_batch(10**10)
+
+
+def _huge_fixed_episodes(tmp: Path):
+    from metalearn.data import ArrayDataset, FixedEpisodes
+
+    ds = ArrayDataset(np.zeros((20, 2), np.float32), np.repeat(np.arange(4), 5))
+    return lambda: FixedEpisodes(ds, 2, 1, 1, n_episodes=10**11, seed=0)
+
+
+def _no_class_folders(tmp: Path):
+    from metalearn.data import ImageFolder
+
+    (tmp / "flat").mkdir()
+    (tmp / "flat" / "a.png").write_bytes(png_bytes())
+    return lambda: ImageFolder(tmp / "flat", cache=tmp / "cache")
+
+
 def _check_skipped(ds) -> None:
     assert len(ds) == 8 and len(ds.skipped) == 1, f"expected 8 images, 1 skipped: {len(ds)}, {ds.skipped}"
 
@@ -584,8 +605,7 @@ CASES: list[Case] = [
          r"holds no images: add images or remove the folder"),
     Case("empty-class", "cli", lambda tmp: (lambda r: ((r / "train" / "empty").mkdir(), folder_train_argv(tmp, r))[1])(
         split_folders(tmp / "data")), fix=r"empty holds no images: add images or remove the folder"),
-    Case("no-class-folders", "api", lambda tmp: (lambda: __import__("metalearn.data", fromlist=["x"]).ImageFolder(
-        (tmp / "flat").mkdir() or tmp / "flat")), FileNotFoundError, r"has no class folders: expected"),
+    Case("no-class-folders", "api", _no_class_folders, FileNotFoundError, r"has no class folders: expected"),
     Case("missing-root", "cli", lambda tmp: folder_train_argv(tmp, tmp / "nowhere"), fix=r"does not exist"),
     Case("class-smaller-than-k+q", "cli", lambda tmp: (lambda r: (
         [p.unlink() for p in sorted((r / "train" / "train1").iterdir())[1:]], folder_train_argv(tmp, r))[1])(
@@ -618,6 +638,10 @@ CASES: list[Case] = [
          fix=r"lower n_way to at most 4"),
     Case("data.k_shot=10**9 (regression)", "cli", lambda tmp: sinusoid_argv(tmp, "data.k_shot=1000000000"),
          fix=r"lower k_shot or n_query"),
+    Case("sample_batch(10**10) (regression)", "api", _huge_regression_batch, ValueError, r"GiB, more than this machine's .* memory: lower the number of tasks"),
+    Case("FixedEpisodes(n_episodes=10**11)", "api", _huge_fixed_episodes, ValueError, r"GiB, more than this machine's .* memory: lower the number of tasks"),
+    Case("train.meta_batch=10**10", "cli", lambda tmp: sinusoid_argv(tmp, "train.meta_batch=10000000000"),
+         fix=r"memory: lower the number of tasks per batch \(train\.meta_batch"),
     Case("data.k_shot=1.5", "cli", lambda tmp: sinusoid_argv(tmp, "data.k_shot=1.5"), fix=r"data.k_shot must be an integer"),
     # ---- configs: unknown key, wrong type, not data
     Case("unknown-key", "cli", lambda tmp: sinusoid_argv(tmp, "train.stepz=3"), fix=r"unknown config key.*train\.steps"),
