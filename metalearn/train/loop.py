@@ -208,6 +208,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                dynamic_ncols=True)
     metrics: dict = {}
     end = t.steps if stop_after is None else min(t.steps, stop_after)
+    first_step = step
     algo.train()
     try:
         while step < end:
@@ -219,6 +220,15 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                 bad = None
             except FloatingPointError as e:  # an algorithm's own finiteness check
                 loss, metrics, bad = torch.tensor(float("nan"), device=device), {}, str(e)
+            except RuntimeError as e:  # the first batch does not fit the model: a config mistake
+                text = str(e)
+                if step != first_step or "allocate" in text or not any(
+                        w in text for w in ("size", "shape", "channels", "dimension")):
+                    raise
+                raise ConfigError(
+                    f"the model cannot take this data ({text.splitlines()[0]}): match data.image_size "
+                    "and data.channels with the backbone's options (model.image_size, "
+                    "model.in_channels; `metalearn list --options NAME`)") from e
             mean_loss = ranks.mean(loss.detach().float().reshape(1))  # NaN on all if on one
             if bad is None and not torch.isfinite(mean_loss).all():
                 bad = f"the meta-loss is {mean_loss.item()}"

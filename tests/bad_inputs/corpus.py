@@ -120,7 +120,7 @@ def sinusoid_argv(tmp: Path, *sets: str) -> list[str]:
 
 
 def image_run(tmp: Path) -> Path:
-    """A run directory (untrained tiny Conv4 ProtoNet on 12x12 grey images) without training."""
+    """A run directory (untrained tiny Conv4 ProtoNet on 16x16 grey images) without training."""
     from metalearn.train.checkpoint import save_checkpoint
     from metalearn.train.config import (
         AlgorithmConfig,
@@ -133,7 +133,7 @@ def image_run(tmp: Path) -> Path:
 
     run = tmp / "img_run"
     cfg = RunConfig(name="img", data=DataConfig(dataset="folder", root=str(split_folders(tmp / "data")),
-                                                n_way=2, k_shot=1, n_query=1, image_size=12, channels=1,
+                                                n_way=2, k_shot=1, n_query=1, image_size=16, channels=1,
                                                 train_split="train", val_split="val", test_split="test",
                                                 val_episodes=2, test_episodes=2),
                     model=ModelConfig("conv4", {"hidden": 4, "in_channels": 1}),
@@ -642,6 +642,12 @@ CASES: list[Case] = [
     Case("FixedEpisodes(n_episodes=10**11)", "api", _huge_fixed_episodes, ValueError, r"GiB, more than this machine's .* memory: lower the number of tasks"),
     Case("train.meta_batch=10**10", "cli", lambda tmp: sinusoid_argv(tmp, "train.meta_batch=10000000000"),
          fix=r"memory: lower the number of tasks per batch \(train\.meta_batch"),
+    Case("data.image_size too small for conv4", "cli", lambda tmp: folder_train_argv(
+        tmp, split_folders(tmp / "d"), "data.image_size=4", "data.eval_n_way=2", "data.eval_n_query=1"),
+         fix=r"model cannot take this data.*match data\.image_size and data\.channels"),
+    Case("data.channels=3 into a 1-channel conv4", "cli", lambda tmp: folder_train_argv(
+        tmp, split_folders(tmp / "d"), "data.image_size=16", "data.channels=3", "data.eval_n_way=2",
+        "data.eval_n_query=1"), fix=r"model cannot take this data.*model\.in_channels"),
     Case("data.k_shot=1.5", "cli", lambda tmp: sinusoid_argv(tmp, "data.k_shot=1.5"), fix=r"data.k_shot must be an integer"),
     # ---- configs: unknown key, wrong type, not data
     Case("unknown-key", "cli", lambda tmp: sinusoid_argv(tmp, "train.stepz=3"), fix=r"unknown config key.*train\.steps"),
