@@ -11,6 +11,7 @@ Usage::
     python benchmarks/reliability.py      # corpus + 3 runs x 4 kills + 10 writer kills
     python benchmarks/reliability.py --chains 3 --kills 5 --writer-kills 12 --seed 1
     python benchmarks/reliability.py --corpus-only
+    python benchmarks/reliability.py --threads-check   # CPU thread count vs bitwise results
 
 Not a timed benchmark of speed: it needs no machine lock (the corpus time is reported for the
 record, measured on whatever load the machine has).
@@ -50,6 +51,29 @@ def run_corpus(verbose: bool) -> tuple[int, int, float, list[str]]:
     return len(CASES), len(CASES) - len(failures), time.perf_counter() - start, failures
 
 
+THREADS_PROBE = """
+import hashlib, sys, torch
+torch.set_num_threads(int(sys.argv[1]))
+from metalearn.models import BACKBONES
+torch.manual_seed(0)
+m = BACKBONES["conv4"](hidden=32, in_channels=1)
+x = torch.rand(50, 1, 28, 28)
+out = m(x)
+grads = torch.autograd.grad(out.square().mean(), list(m.parameters()))
+print(hashlib.sha256(out.detach().numpy().tobytes() + b"".join(g.numpy().tobytes() for g in grads)).hexdigest())
+"""
+
+
+def threads_check() -> None:
+    """Is a Conv4 forward + backward bit-identical with 1 and 2 CPU threads? (docs/reliability.md)"""
+    import subprocess
+
+    digests = [subprocess.run([sys.executable, "-c", THREADS_PROBE, str(n)], capture_output=True, text=True,
+                              check=True).stdout.strip() for n in (1, 2, 1, 2)]
+    record("reliability_conv4_bitwise_equal_1_vs_2_threads", float(digests[0] == digests[1]), "bool",
+           extra={"repeatable_with_same_threads": digests[0] == digests[2] and digests[1] == digests[3]})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--chains", type=int, default=3, help="training runs to kill repeatedly")
@@ -59,8 +83,13 @@ def main() -> None:
     p.add_argument("--writer-kills", type=int, default=10, help="SIGKILLs of the checkpoint-writer process")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--corpus-only", action="store_true")
+    p.add_argument("--threads-check", action="store_true",
+                   help="only: is a Conv4 forward+backward bit-identical with 1 and 2 threads?")
     p.add_argument("--verbose", action="store_true", help="one line per corpus case on stderr")
     args = p.parse_args()
+    if args.threads_check:
+        threads_check()
+        return
 
     tried, clear, seconds, failures = run_corpus(args.verbose)
     cli = sum(c.surface == "cli" for c in CASES)

@@ -15,7 +15,7 @@ from metalearn.data import ArrayDataset, EpisodeSampler, FixedEpisodes, Sinusoid
 from metalearn.presets import get_preset
 from metalearn.train.config import ConfigError, RunConfig, apply_overrides, diff
 
-FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def indexed_dataset(sizes: list[int]) -> ArrayDataset:
@@ -102,7 +102,7 @@ def test_sampler_wrong_types_raise_type_error(value, name):
         EpisodeSampler(ds, **args)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=25, deadline=None, database=None)
 @given(st.integers(1, 40), st.integers(0, 10**6))
 def test_fixed_episodes_same_seed_same_set(n, seed):
     ds = indexed_dataset([5] * 6)

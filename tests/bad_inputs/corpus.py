@@ -284,6 +284,20 @@ def _corrupt_folder_cli(name: str, data: bytes):
     return build
 
 
+def _empty_class_cli(tmp: Path) -> list[str]:
+    root = split_folders(tmp / "data")
+    (root / "train" / "empty").mkdir()
+    return folder_train_argv(tmp, root)
+
+
+def _small_class_cli(tmp: Path) -> list[str]:
+    """Class train1 keeps 1 image; the run needs k_shot + n_query = 2 per class."""
+    root = split_folders(tmp / "data")
+    for p in sorted((root / "train" / "train1").iterdir())[1:]:
+        p.unlink()
+    return folder_train_argv(tmp, root)
+
+
 def _sampler(**kw):
     def build(tmp: Path):
         from metalearn.data import ArrayDataset, EpisodeSampler
@@ -603,13 +617,11 @@ CASES: list[Case] = [
     Case("zero-byte-image", "cli", _corrupt_folder_cli("empty.png", b""), fix=r"empty\.png.*Remove or replace"),
     Case("empty-class", "api", _image_folder_api(GOOD, {"c/readme.txt": b"x"}), ValueError,
          r"holds no images: add images or remove the folder"),
-    Case("empty-class", "cli", lambda tmp: (lambda r: ((r / "train" / "empty").mkdir(), folder_train_argv(tmp, r))[1])(
-        split_folders(tmp / "data")), fix=r"empty holds no images: add images or remove the folder"),
+    Case("empty-class", "cli", _empty_class_cli, fix=r"empty holds no images: add images or remove the folder"),
     Case("no-class-folders", "api", _no_class_folders, FileNotFoundError, r"has no class folders: expected"),
     Case("missing-root", "cli", lambda tmp: folder_train_argv(tmp, tmp / "nowhere"), fix=r"does not exist"),
-    Case("class-smaller-than-k+q", "cli", lambda tmp: (lambda r: (
-        [p.unlink() for p in sorted((r / "train" / "train1").iterdir())[1:]], folder_train_argv(tmp, r))[1])(
-        split_folders(tmp / "data")), fix=r"class 'train1' has only 1 examples.*lower k_shot or n_query"),
+    Case("class-smaller-than-k+q", "cli", _small_class_cli,
+         fix=r"class 'train1' has only 1 examples.*lower k_shot or n_query"),
     # ---- accepted with a count / converted
     Case("non-image-files-ignored", "api", _image_folder_api(
         {"a": 3, "b": 3}, {"a/notes.txt": b"x", "b/.DS_Store": b"\0", "b/labels.csv": b"1,2"}),
