@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.algorithms.metric import (
+    SupportSetPredictor,
     check_support,
     cosine_similarity,
     embed_support_query,
@@ -86,17 +87,6 @@ class FullContextEmbedding(nn.Module):
         return g, hidden
 
 
-class MatchingPredictor:
-    """Attention over one support set; returned by :meth:`MatchingNet.adapt`."""
-
-    def __init__(self, algo: MatchingNet, support_x: Tensor, support_y: Tensor, n_way: int):
-        self.algo, self.support_x, self.support_y, self.n_way = algo, support_x, support_y, n_way
-
-    def __call__(self, query_x: Tensor) -> Tensor:
-        """Class log-probabilities ``(n, n_way)`` for queries ``(n, *x_shape)``."""
-        return self.algo.log_probs(self.support_x, self.support_y, query_x, self.n_way)
-
-
 class MatchingNet(nn.Module):
     """Matching Networks over any feature extractor.
 
@@ -153,10 +143,10 @@ class MatchingNet(nn.Module):
         loss = torch.stack(losses).mean()
         return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
 
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> MatchingPredictor:
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> SupportSetPredictor:
         """A predictor for a new task given its support set ``(n_support, *x_shape)``.
 
         Raises:
             ValueError: if the support set is empty or a class has no example.
         """
-        return MatchingPredictor(self, support_x, support_y, check_support(support_y))
+        return SupportSetPredictor(self.log_probs, support_x, support_y, check_support(support_y))

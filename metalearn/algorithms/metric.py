@@ -8,6 +8,8 @@ says ``...``, so the same code serves one task or a stack of tasks.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -168,3 +170,19 @@ def embed_support_query(backbone: torch.nn.Module, support_x: Tensor, query_x: T
     """
     z = run_backbone(backbone, torch.cat([support_x, query_x]), support_x.shape[0])
     return z[: support_x.shape[0]], z[support_x.shape[0] :]
+
+
+class SupportSetPredictor:
+    """A predictor bound to one support set: ``score(support_x, support_y, query_x, n_way)``.
+
+    Returned by ``adapt`` of methods that compare each query with the whole support set
+    (Matching and Relation Networks); ``predictor(query_x)`` gives ``(n, n_way)`` scores.
+    """
+
+    def __init__(self, score: Callable[[Tensor, Tensor, Tensor, int], Tensor],
+                 support_x: Tensor, support_y: Tensor, n_way: int):
+        self.score, self.support_x, self.support_y, self.n_way = score, support_x, support_y, n_way
+
+    def __call__(self, query_x: Tensor) -> Tensor:
+        return self.score(self.support_x, self.support_y, query_x, self.n_way)
+

@@ -23,7 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import check_support, embed_support_query, run_backbone
+from metalearn.algorithms.metric import (
+    SupportSetPredictor,
+    check_support,
+    embed_support_query,
+    run_backbone,
+)
 from metalearn.types import EpisodeBatch
 
 
@@ -95,17 +100,6 @@ def relation_module(feature_shape: tuple[int, int, int], hidden: int, fc: int, n
     return nn.Sequential(*layers)
 
 
-class RelationPredictor:
-    """Relation scores against one support set; returned by :meth:`RelationNet.adapt`."""
-
-    def __init__(self, algo: RelationNet, support_x: Tensor, support_y: Tensor, n_way: int):
-        self.algo, self.support_x, self.support_y, self.n_way = algo, support_x, support_y, n_way
-
-    def __call__(self, query_x: Tensor) -> Tensor:
-        """Relation scores ``(n, n_way)`` in ``[0, 1]`` for queries ``(n, *x_shape)``."""
-        return self.algo.scores(self.support_x, self.support_y, query_x, self.n_way)
-
-
 class RelationNet(nn.Module):
     """Relation Networks over a feature-map backbone.
 
@@ -161,10 +155,10 @@ class RelationNet(nn.Module):
         loss = torch.stack(losses).mean()
         return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
 
-    def adapt(self, support_x: Tensor, support_y: Tensor) -> RelationPredictor:
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> SupportSetPredictor:
         """A predictor for a new task given its support set ``(n_support, *x_shape)``.
 
         Raises:
             ValueError: if the support set is empty or a class has no example.
         """
-        return RelationPredictor(self, support_x, support_y, check_support(support_y))
+        return SupportSetPredictor(self.scores, support_x, support_y, check_support(support_y))
