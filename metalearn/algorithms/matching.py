@@ -27,6 +27,7 @@ from metalearn.algorithms.metric import (
     check_support,
     cosine_similarity,
     embed_support_query,
+    episodic_loss,
     flatten_features,
 )
 from metalearn.types import EpisodeBatch
@@ -134,14 +135,7 @@ class MatchingNet(nn.Module):
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.
         """
-        n_way = check_support(batch.support_y, None, batch.query_y)
-        losses, correct = [], 0.0
-        for t in range(len(batch)):
-            logp = self.log_probs(batch.support_x[t], batch.support_y[t], batch.query_x[t], n_way)
-            losses.append(F.nll_loss(logp, batch.query_y[t]))
-            correct += (logp.argmax(-1) == batch.query_y[t]).float().mean().item()
-        loss = torch.stack(losses).mean()
-        return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
+        return episodic_loss(batch, self.log_probs, lambda logp, y, n_way: F.nll_loss(logp, y))
 
     def adapt(self, support_x: Tensor, support_y: Tensor) -> SupportSetPredictor:
         """A predictor for a new task given its support set ``(n_support, *x_shape)``.

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from metalearn.models.heads import Backbone
+from metalearn.types import EpisodeBatch
 
 
 def check_support(support_y: Tensor, n_way: int | None = None, query_y: Tensor | None = None) -> int:
@@ -185,4 +186,27 @@ class SupportSetPredictor:
 
     def __call__(self, query_x: Tensor) -> Tensor:
         return self.score(self.support_x, self.support_y, query_x, self.n_way)
+
+
+def episodic_loss(batch: EpisodeBatch, score: Callable[[Tensor, Tensor, Tensor, int], Tensor],
+                  loss_fn: Callable[[Tensor, Tensor, int], Tensor]) -> tuple[Tensor, dict[str, float]]:
+    """Mean per-task query loss and accuracy over the tasks of ``batch``.
+
+    Args:
+        batch: Classification tasks of equal shape.
+        score: ``score(support_x, support_y, query_x, n_way)`` -> ``(n_query, n_way)`` scores
+            (higher is more likely).
+        loss_fn: ``loss_fn(scores, query_y, n_way)`` -> a scalar loss for one task.
+
+    Returns:
+        The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.
+    """
+    n_way = check_support(batch.support_y, None, batch.query_y)
+    losses, correct = [], 0.0
+    for t in range(len(batch)):
+        s = score(batch.support_x[t], batch.support_y[t], batch.query_x[t], n_way)
+        losses.append(loss_fn(s, batch.query_y[t], n_way))
+        correct += (s.argmax(-1) == batch.query_y[t]).float().mean().item()
+    loss = torch.stack(losses).mean()
+    return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
 

@@ -29,6 +29,7 @@ from metalearn.algorithms.metric import (
     check_support,
     cosine_similarity,
     embed_support_query,
+    episodic_loss,
     flatten_features,
     pairwise_sq_dist,
     prototypes,
@@ -129,14 +130,7 @@ class ProtoNet(nn.Module):
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.
         """
-        n_way = check_support(batch.support_y, None, batch.query_y)
-        losses, correct = [], 0.0
-        for t in range(len(batch)):
-            logits = self.logits(batch.support_x[t], batch.support_y[t], batch.query_x[t], n_way)
-            losses.append(F.cross_entropy(logits, batch.query_y[t]))
-            correct += (logits.argmax(-1) == batch.query_y[t]).float().mean().item()
-        loss = torch.stack(losses).mean()
-        return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
+        return episodic_loss(batch, self.logits, lambda logits, y, n_way: F.cross_entropy(logits, y))
 
     def adapt(self, support_x: Tensor, support_y: Tensor) -> ProtoNetPredictor:
         """A predictor for a new task given its support set.

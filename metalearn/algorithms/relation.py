@@ -27,6 +27,7 @@ from metalearn.algorithms.metric import (
     SupportSetPredictor,
     check_support,
     embed_support_query,
+    episodic_loss,
     run_backbone,
 )
 from metalearn.types import EpisodeBatch
@@ -146,14 +147,8 @@ class RelationNet(nn.Module):
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.
         """
-        n_way = check_support(batch.support_y, None, batch.query_y)
-        losses, correct = [], 0.0
-        for t in range(len(batch)):
-            s = self.scores(batch.support_x[t], batch.support_y[t], batch.query_x[t], n_way)
-            losses.append(F.mse_loss(s, F.one_hot(batch.query_y[t], n_way).to(s.dtype)))
-            correct += (s.argmax(-1) == batch.query_y[t]).float().mean().item()
-        loss = torch.stack(losses).mean()
-        return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
+        return episodic_loss(
+            batch, self.scores, lambda s, y, n_way: F.mse_loss(s, F.one_hot(y, n_way).to(s.dtype)))
 
     def adapt(self, support_x: Tensor, support_y: Tensor) -> SupportSetPredictor:
         """A predictor for a new task given its support set ``(n_support, *x_shape)``.
