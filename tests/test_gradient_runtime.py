@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from metalearn._runtime import TUNABLES, tuned_environment
 
@@ -40,3 +41,16 @@ def test_reexec_sets_tunables_once_and_can_be_disabled():
     off = subprocess.run([sys.executable, "-c", SNIPPET], env=_env(METALEARN_NO_TUNE="1"),
                          capture_output=True, text=True, check=True).stdout.strip()
     assert off == ""
+
+
+def test_auto_task_mode_picks_vmap_for_fully_connected_nets_on_cpu():
+    from metalearn.algorithms.functional import resolve_mode
+    from metalearn.models import MLP, Conv4
+
+    cpu = torch.device("cpu")
+    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1)) == "vmap"
+    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1, norm="transductive")) == "loop"
+    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4, out_features=2)) == "loop"
+    assert resolve_mode("auto", cpu) == "loop"
+    assert resolve_mode("auto", torch.device("cuda"), Conv4(in_channels=1, hidden=4)) == "vmap"
+    assert resolve_mode("loop", cpu, MLP(1, [8], 1)) == "loop"

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
 
 from metalearn.algorithms.update_rules import UpdateRule, apply_updates
-from metalearn.models.norm import check_no_running_stats
+from metalearn.models.norm import BatchStatNorm, check_no_running_stats
 from metalearn.types import Episode, EpisodeBatch, Params
 
 Forward = Callable[..., Tensor]
@@ -227,12 +227,25 @@ def _rebuild(tree: Any, flat: Iterator[Tensor]) -> Any:
     return type(tree)(_rebuild(v, flat) for v in tree)
 
 
-def resolve_mode(mode: str, device: torch.device) -> str:
-    """Map ``"auto"`` to ``"vmap"`` on CUDA and ``"loop"`` elsewhere; validate the rest."""
+def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = None) -> str:
+    """Map ``"auto"`` to the faster task mode for ``device`` and ``module``; validate the rest.
+
+    ``"vmap"`` on CUDA. On CPU, ``"loop"`` for convolutional backbones (per-task convolutions
+    are already large enough to use the cores; vmap's batched kernels were slower here, see
+    benchmarks/maml_throughput.py) and ``"vmap"`` for small fully connected ones such as the
+    sinusoid MLP, where per-task Python overhead dominates (vmap was 2.2x faster for MAML on
+    5-shot sinusoids with meta-batch 25). Without ``module``, CPU gets ``"loop"``.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown task mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "auto":
-        return "vmap" if device.type == "cuda" else "loop"
+        if device.type == "cuda":
+            return "vmap"
+        if module is not None and not any(
+                isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, BatchStatNorm))
+                for m in module.modules()):
+            return "vmap"
+        return "loop"
     return mode
 
 

@@ -167,7 +167,7 @@ class MAML(nn.Module):
         meta = self._meta()
         leaves = [*meta[0].values(), *meta[1].values()]
         need_grad = torch.is_grad_enabled() and any(p.requires_grad for p in leaves)
-        mode = resolve_mode(self.config.task_mode, batch.support_x.device)
+        mode = resolve_mode(self.config.task_mode, batch.support_x.device, self.backbone)
         tensors = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         task = self._task(meta, need_grad, functorch=mode == "vmap")
         out = over_tasks(task, tensors, mode, self.config.chunk_size)

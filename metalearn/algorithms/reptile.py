@@ -140,7 +140,7 @@ class Reptile(nn.Module):
                 outs.append(rest)
             losses, metrics, inner = (torch.stack(x) for x in zip(*outs))
         else:
-            mode = resolve_mode(self.config.task_mode, batch.support_x.device)
+            mode = resolve_mode(self.config.task_mode, batch.support_x.device, self.backbone)
             phi, losses, metrics, inner = over_tasks(self._task(theta, mode == "vmap"), tensors, mode)
             theta = {k: theta[k] + eps * (phi[k].mean(0) - theta[k]) for k in theta}
         check_finite(inner, losses)
