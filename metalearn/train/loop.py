@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from metalearn.eval import EvalResult, evaluate
+from metalearn.eval import EvalResult
 from metalearn.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
@@ -29,6 +29,7 @@ from metalearn.train.checkpoint import (
 )
 from metalearn.train.config import ConfigError, RunConfig, build_component, diff, validate
 from metalearn.train.data import fixed_episodes, train_sampler
+from metalearn.train.distributed import Ranks, check_meta_batch
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, plot_learning_curve
 
@@ -136,10 +137,24 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         ConfigError: invalid config, or ``resume`` with a changed config and no ``force``.
         CheckpointError: resuming without a checkpoint, or starting over an existing run.
         NonFiniteLossError: the loss became NaN/inf (the message names the step).
+        DistributedError: under torchrun, a meta-batch that the processes cannot share equally,
+            or a distributed environment that cannot work (the message names the fix).
     """
     start_time = time.perf_counter()
     validate(cfg)
-    run_dir = Path(run_dir)
+    # the process group is torn down on every exit, errors included, so that the other ranks'
+    # pending collectives fail at once instead of waiting for METALEARN_DIST_TIMEOUT
+    ranks, device = setup_distributed(pick_device(cfg.train.device))
+    try:
+        return _train(cfg, Path(run_dir), ranks, device, start_time, resume=resume, force=force,
+                      quiet=quiet, progress=progress, stop_after=stop_after)
+    finally:
+        ranks.close()
+
+
+def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, start_time: float, *,
+           resume: bool, force: bool, quiet: bool, progress: bool | None,
+           stop_after: int | None) -> TrainResult:
     ckpt_dir = run_dir / "checkpoints"
     if resume:
         saved = load_checkpoint(ckpt_dir, "last")
@@ -152,10 +167,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another --out folder")
     t = cfg.train
-    ranks, device = setup_distributed(pick_device(t.device))
-    if t.meta_batch % ranks.world:
-        raise ConfigError(f"train.meta_batch={t.meta_batch} must be a multiple of the "
-                          f"{ranks.world} processes (it is the total over ranks)")
+    per_rank = check_meta_batch(t.meta_batch, ranks.world)
     main = ranks.is_main
     if main:
         try:
@@ -214,7 +226,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         while step < end:
             for group in opt.param_groups:
                 group["lr"] = t.lr * lr_factor(t, step)
-            batch = sampler.sample_batch(t.meta_batch // ranks.world).to(device)
+            batch = sampler.sample_batch(per_rank).to(device)
             try:
                 loss, metrics = algo.meta_loss(batch)
                 bad = None
@@ -253,13 +265,17 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
                 logger.log(step, "train", metrics)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
-            if main and (step % t.val_every == 0 or step == t.steps):
-                val = evaluate(algo, val_episodes, progress=False)
+            if step % t.val_every == 0 or step == t.steps:
+                # collective: each rank evaluates a strided share, every rank gets the full result
+                val = ranks.evaluate(algo, val_episodes, progress=False)
                 algo.train()
+                improved = _better(val, best)
+                if improved:
+                    best, best_step = val, step
+            if main and (step % t.val_every == 0 or step == t.steps):
                 logger.log(step, "val", {"metric": val.metric, "mean": val.mean, "ci95": val.ci95,
                                          **{k: m for k, (m, _) in val.extra.items()}})
-                if _better(val, best):
-                    best, best_step = val, step
+                if improved:
                     save_checkpoint(ckpt_dir, "best", {"model": algo.state_dict()}, step=step,
                                     config=cfg.to_dict(), extra={"val": val.to_dict()})
                 say_text = f"step {step}: validation {val}" + (" (best)" if best_step == step else "")
@@ -273,7 +289,6 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
         bar.close()
         if logger is not None:
             logger.close()
-        ranks.close()
     if main:
         plot_learning_curve(run_dir, title=cfg.name)
     return TrainResult(run_dir, step, best_step, best, metrics, time.perf_counter() - start_time)
