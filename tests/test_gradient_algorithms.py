@@ -208,3 +208,28 @@ def test_maml_sinusoid_meta_training_helps_adaptation():
         post_pred = algo.adapt(ep.support_x, ep.support_y)(ep.query_x)
         post += nn.functional.mse_loss(post_pred, ep.query_y).item() / len(test)
     assert post < 0.5 * pre, (pre, post)
+
+
+def test_maml_with_zero_inner_steps_is_plain_multitask_training():
+    """inner_steps=0 (the MAML paper's pretrained baseline): the meta-gradient is the gradient
+    of the query loss at the meta-parameters, and adapt still fine-tunes with eval_inner_steps."""
+    from metalearn.algorithms import MAML, MAMLConfig
+    from metalearn.data import EpisodeSampler, SinusoidTasks
+    from metalearn.models import MLP
+
+    torch.manual_seed(0)
+    algo = MAML(MLP(1, [8], 1), MAMLConfig(inner_lr=0.01, inner_steps=0, eval_inner_steps=5))
+    batch = EpisodeSampler(SinusoidTasks(), None, 5, 5, seed=0).sample_batch(3)
+    loss, _ = algo.meta_loss(batch)
+    loss.backward()
+    got = [p.grad.clone() for p in algo.parameters()]
+    algo.zero_grad()
+    ref = torch.stack([torch.nn.functional.mse_loss(algo(batch.query_x[i]), batch.query_y[i])
+                       for i in range(3)]).mean()
+    ref.backward()
+    for g, p in zip(got, algo.parameters()):
+        torch.testing.assert_close(g, p.grad, atol=1e-6, rtol=1e-5)
+    before = torch.nn.functional.mse_loss(algo(batch.support_x[0]), batch.support_y[0])
+    after = torch.nn.functional.mse_loss(algo.adapt(batch.support_x[0], batch.support_y[0])(
+        batch.support_x[0]), batch.support_y[0])
+    assert after < before

@@ -216,9 +216,9 @@ def test_running_stats_backbone_is_refused():
         MAML(net)
 
 
-def test_zero_inner_steps_is_refused():
-    with pytest.raises(ValueError, match="inner_steps must be an integer >= 1"):
-        MAML(MLP(1, (4,), 1), MAMLConfig(inner_steps=0))
+def test_bad_inner_step_counts_are_refused():
+    with pytest.raises(ValueError, match="inner_steps must be an integer >= 0"):
+        MAML(MLP(1, (4,), 1), MAMLConfig(inner_steps=-1))
     with pytest.raises(ValueError, match="eval_inner_steps must be an integer >= 1"):
         MAML(MLP(1, (4,), 1), MAMLConfig(eval_inner_steps=0))
 

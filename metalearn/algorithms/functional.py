@@ -336,15 +336,15 @@ def check_backbone(module: nn.Module) -> nn.Module:
     return module
 
 
-def check_steps(steps: int, name: str) -> int:
-    """Validate an inner step count (at least 1).
+def check_steps(steps: int, name: str, minimum: int = 1) -> int:
+    """Validate an inner step count (at least ``minimum``, 1 by default).
 
     Raises:
-        ValueError: for a count below 1, naming the argument.
+        ValueError: for a count below ``minimum``, naming the argument.
     """
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"{name} must be an integer >= 1 (the inner loop needs at least one "
-                         f"step to adapt), got {steps!r}")
+    if int(steps) != steps or steps < minimum:
+        why = "the inner loop needs at least one step to adapt" if minimum >= 1 else "a step count"
+        raise ValueError(f"{name} must be an integer >= {minimum} ({why}), got {steps!r}")
     return int(steps)
 
 

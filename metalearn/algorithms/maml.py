@@ -57,13 +57,16 @@ class MAMLConfig:
     inner_lr: float = 0.4
     """Inner-loop step size alpha (0.4 Omniglot, 0.01 mini-ImageNet and sinusoids)."""
     inner_steps: int = 1
-    """Inner gradient steps during meta-training."""
+    """Inner gradient steps during meta-training. 0 trains one model on all tasks' query sets
+    without adaptation: the "pretrained" baseline of the MAML paper, fine-tuned at test time
+    with ``eval_inner_steps``."""
     eval_inner_steps: int | None = None
     """Inner gradient steps in ``adapt`` (evaluation); ``None``: same as ``inner_steps``."""
     first_order: bool = False
     """Drop second-order terms (FOMAML): inner gradients are treated as constants."""
     task_mode: str = "auto"
-    """How tasks are mapped: ``loop``, ``vmap``, or ``auto`` (loop on CPU, vmap on CUDA)."""
+    """How tasks are mapped: ``loop``, ``vmap``, or ``auto`` (vmap on CUDA and for fully
+    connected backbones on CPU; loop for convolutional ones on CPU)."""
     chunk_size: int | None = None
     """With vmap, tasks per vectorised call (bounds memory); ``None``: all at once."""
 
@@ -96,7 +99,7 @@ class MAML(nn.Module):
         super().__init__()
         self.config = config = config or MAMLConfig()
         check_lr(config.inner_lr)
-        check_steps(config.inner_steps, "inner_steps")
+        check_steps(config.inner_steps, "inner_steps", minimum=0)  # 0: the pretrained baseline
         if config.eval_inner_steps is not None:
             check_steps(config.eval_inner_steps, "eval_inner_steps")
         if config.task_mode not in MODES:

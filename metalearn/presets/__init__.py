@@ -31,7 +31,7 @@ from metalearn.presets.omniglot import (
     relation_omniglot_5w1s,
     reptile_omniglot_5w5s,
 )
-from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid
+from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid, pretrained_sinusoid
 from metalearn.train.config import ConfigError, RunConfig, suggest
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
@@ -39,6 +39,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "demo-omniglot": demo_omniglot,
     **{f"maml-sinusoid-{k}shot": partial(maml_sinusoid, k) for k in (5, 10, 20)},
     **{f"meta-sgd-sinusoid-{k}shot": partial(meta_sgd_sinusoid, k) for k in (5, 10, 20)},
+    **{f"pretrained-sinusoid-{k}shot": partial(pretrained_sinusoid, k) for k in (5, 10, 20)},
     "maml-omniglot-5w1s": maml_omniglot_5w1s,
     "maml-omniglot-20w1s": maml_omniglot_20w1s,
     "fomaml-omniglot-5w1s": fomaml_omniglot_5w1s,
