@@ -5,6 +5,8 @@
 
 from metalearn.algorithms.anil import ANIL, ANILConfig
 from metalearn.algorithms.baseline import Baseline, BaselineConfig
+from metalearn.algorithms.cnp import CNP, CNPConfig
+from metalearn.algorithms.generator import GeneratorConfig, ParameterGenerator
 from metalearn.algorithms.learned_optimizer import LearnedOptimizerMAML, LearnedOptimizerMAMLConfig
 from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
@@ -23,6 +25,8 @@ ALGORITHMS = {
     "relation": RelationNet,
     "baseline": Baseline,
     "learned_optimizer": LearnedOptimizerMAML,
+    "generator": ParameterGenerator,
+    "cnp": CNP,
 }
 """Name table for the CLI: algorithm name -> class (``cls(backbone, config=...)``)."""
 
@@ -32,7 +36,10 @@ __all__ = [
     "ANILConfig",
     "Baseline",
     "BaselineConfig",
+    "CNP",
+    "CNPConfig",
     "FeatureMaps",
+    "GeneratorConfig",
     "LearnedOptimizerMAML",
     "LearnedOptimizerMAMLConfig",
     "MAML",
@@ -41,6 +48,7 @@ __all__ = [
     "MatchingNet",
     "MetaSGD",
     "MetaSGDConfig",
+    "ParameterGenerator",
     "ProtoNet",
     "ProtoNetConfig",
     "RelationConfig",

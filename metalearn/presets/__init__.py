@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from metalearn.presets.model_based import cnp_sinusoid, generator_omniglot_5w1s
 from metalearn.presets.omniglot import (
     anil_omniglot_20w1s,
     baseline_omniglot_5w1s,
@@ -54,6 +55,8 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "relation-omniglot-5w1s": relation_omniglot_5w1s,
     "baseline-omniglot-5w1s": baseline_omniglot_5w1s,
     "baseline-pp-omniglot-5w1s": baseline_pp_omniglot_5w1s,
+    "generator-omniglot-5w1s": generator_omniglot_5w1s,
+    **{f"cnp-sinusoid-{k}shot": partial(cnp_sinusoid, k) for k in (5, 10, 20)},
 }
 """Name table for the CLI: preset name -> function returning its :class:`RunConfig`."""
 

@@ -1,0 +1,185 @@
+"""Conditional Neural Processes for few-shot regression.
+
+Garnelo, Rosenbaum, Maddison, Ramalho, Saxton, Shanahan, Teh, Rezende and Eslami, "Conditional
+Neural Processes", ICML 2018 (arXiv:1807.01613).
+
+A model-based meta-learner: no gradient steps at test time. The backbone embeds inputs,
+``f(x)``; an encoder maps every support pair to a representation ``r_i = h([f(x_i), y_i])``;
+the mean ``r = mean_i r_i`` summarises the task (invariant to the order of the support set, and
+defined for any number of support points); a decoder maps each query input to a Gaussian,
+``(mu, sigma) = g([f(x*), r])`` with ``sigma = min_std + (1 - min_std) softplus(.)`` (the
+paper's lower bound, which keeps the likelihood finite). Meta-training minimises the Gaussian
+negative log-likelihood of the query targets.
+
+The predictor returns the mean, so :func:`metalearn.eval.evaluate` scores the MSE like any other
+regression method; ``predictor.variance(query_x)`` and ``predictor.distribution(query_x)`` give
+the predictive uncertainty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from metalearn.algorithms.functional import as_batch
+from metalearn.algorithms.metric import embed_support_query, flatten_features
+from metalearn.types import EpisodeBatch
+
+
+@dataclass
+class CNPConfig:
+    """Hyperparameters of :class:`CNP` (defaults: the paper's 1-D regression model)."""
+
+    hidden: int = 128
+    """Width of the encoder and decoder layers (and of the representation ``r``)."""
+    encoder_layers: int = 3
+    """Linear layers of the encoder ``h`` (ReLU between them)."""
+    decoder_layers: int = 3
+    """Linear layers of the decoder ``g`` (ReLU between them)."""
+    y_dim: int = 1
+    """Size of a target ``y``."""
+    min_std: float = 0.01
+    """Lower bound of the predicted standard deviation."""
+    feature_dim: int | None = None
+    """Output size of a backbone without ``out_dim``/``out_features``; else ``None``."""
+
+
+def _mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+def _output_size(backbone: nn.Module, given: int | None) -> int:
+    if given is not None:
+        return int(given)
+    if getattr(backbone, "head", None) is not None:
+        return int(backbone.out_features)
+    if hasattr(backbone, "out_dim"):
+        return int(backbone.out_dim)
+    raise ValueError(f"cannot tell the output size of {type(backbone).__name__}: pass "
+                     "feature_dim in the config (algorithm.feature_dim=...)")
+
+
+class CNPPredictor:
+    """The predictive distribution of one task given its support set (from :meth:`CNP.adapt`)."""
+
+    def __init__(self, algo: CNP, support_x: Tensor, support_y: Tensor):
+        self.algo, self.support_x, self.support_y = algo, support_x, support_y
+
+    def distribution(self, query_x: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and variance, each ``(n, y_dim)``, for queries ``(n, *x_shape)``."""
+        return self.algo.distribution(self.support_x, self.support_y, query_x)
+
+    def variance(self, query_x: Tensor) -> Tensor:
+        """Predictive variance ``(n, y_dim)`` (always > 0)."""
+        return self.distribution(query_x)[1]
+
+    def __call__(self, query_x: Tensor) -> Tensor:
+        """Predictive mean ``(n, y_dim)``."""
+        return self.distribution(query_x)[0]
+
+
+class CNP(nn.Module):
+    """Conditional Neural Process over any input backbone.
+
+    Args:
+        backbone: Embeds inputs ``(n, *x_shape) -> (n, d)``; for 1-D regression an MLP such as
+            ``MLP(1, (64,), out_features=None)``.
+        config: Hyperparameters; defaults to :class:`CNPConfig()`.
+
+    Raises:
+        ValueError: for non-positive sizes or ``min_std`` outside ``[0, 1)``.
+
+    Examples:
+        >>> from metalearn.models import MLP
+        >>> cnp = CNP(MLP(1, (16,), out_features=None), CNPConfig(hidden=16))
+        >>> predictor = cnp.adapt(torch.randn(5, 1), torch.randn(5, 1))
+        >>> mean, var = predictor.distribution(torch.randn(7, 1))
+        >>> mean.shape, bool((var > 0).all())
+        (torch.Size([7, 1]), True)
+    """
+
+    def __init__(self, backbone: nn.Module, config: CNPConfig | None = None):
+        super().__init__()
+        self.config = cfg = config or CNPConfig()
+        for name in ("hidden", "encoder_layers", "decoder_layers", "y_dim"):
+            if getattr(cfg, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+        if not 0.0 <= cfg.min_std < 1.0:
+            raise ValueError(f"min_std must be in [0, 1) (the paper uses 0.1; 0.01 here), got {cfg.min_std}")
+        self.backbone = backbone
+        d, h = _output_size(backbone, cfg.feature_dim), cfg.hidden
+        self.encoder = _mlp([d + cfg.y_dim] + [h] * cfg.encoder_layers)
+        self.decoder = _mlp([d + h] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
+
+    def distribution(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
+        """The predictive Gaussian of one task at its query inputs.
+
+        Args:
+            support_x: ``(n_support, *x_shape)``, at least one point.
+            support_y: ``(n_support, y_dim)`` float targets.
+            query_x: ``(n_query, *x_shape)``.
+
+        Returns:
+            ``(mean, variance)``, each ``(n_query, y_dim)``.
+
+        Raises:
+            ValueError: for an empty support set, integer (class) targets or a wrong ``y_dim``.
+        """
+        self._check(support_y)
+        zs, zq = embed_support_query(self.backbone, support_x, query_x)
+        zs, zq = flatten_features(zs), flatten_features(zq)
+        r = self.encoder(torch.cat([zs, support_y.reshape(len(zs), -1)], -1)).mean(0)
+        out = self.decoder(torch.cat([zq, r.expand(len(zq), -1)], -1))
+        mean, raw = out.chunk(2, dim=-1)
+        std = self.config.min_std + (1 - self.config.min_std) * F.softplus(raw)
+        return mean, std * std
+
+    def _check(self, support_y: Tensor) -> None:
+        if support_y.shape[0] == 0:
+            raise ValueError("the support set is empty: a CNP needs at least one (x, y) pair "
+                             "per task to condition on; sample tasks with k_shot >= 1")
+        if not torch.is_floating_point(support_y):
+            raise ValueError("CNP is a regression method but the targets are class labels: use "
+                             "the parameter generator (algorithm=generator) for classification")
+        y_dim = support_y[0].numel()
+        if y_dim != self.config.y_dim:
+            raise ValueError(f"targets have {y_dim} values each but the CNP was built for "
+                             f"y_dim={self.config.y_dim}: set algorithm.y_dim={y_dim}")
+
+    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+        """Mean Gaussian negative log-likelihood of the query targets over the tasks of ``batch``.
+
+        Args:
+            batch: Regression tasks; ``support_x`` ``(n_tasks, n_support, *x_shape)``,
+                ``support_y`` ``(n_tasks, n_support, y_dim)``, query likewise.
+
+        Returns:
+            The loss (a scalar) and metrics ``{"loss", "mse"}`` on the query sets.
+        """
+        batch = as_batch(batch)
+        nll, mse = [], []
+        for ep in batch:
+            mean, var = self.distribution(ep.support_x, ep.support_y, ep.query_x)
+            target = ep.query_y.reshape(mean.shape)
+            nll.append(F.gaussian_nll_loss(mean, target, var, full=True))
+            mse.append(F.mse_loss(mean.detach(), target))
+        loss = torch.stack(nll).mean()
+        return loss, {"loss": loss.item(), "mse": torch.stack(mse).mean().item()}
+
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> CNPPredictor:
+        """A predictor conditioned on one task's support set (no gradient steps).
+
+        Args:
+            support_x: ``(n_support, *x_shape)``.
+            support_y: ``(n_support, y_dim)``.
+        """
+        self._check(support_y)
+        return CNPPredictor(self, support_x, support_y)
