@@ -76,6 +76,16 @@ def test_eval_prints_ci_and_writes_json(sinusoid_run, capsys):
     assert again["result"]["per_episode"] == record["result"]["per_episode"]
 
 
+def test_eval_at_another_shot_writes_its_own_file(sinusoid_run, capsys):
+    code, out, _ = run_cli(capsys, "eval", sinusoid_run, "--episodes", 6, "--k-shot", 3, "--quiet")
+    record = json.loads((sinusoid_run / "eval_test_3shot.json").read_text())
+    assert code == 0 and record["episodes"]["k_shot"] == 3 and record["result"]["n"] == 6
+    code, _, err = run_cli(capsys, "eval", sinusoid_run, "--n-way", 5)
+    assert code == 2 and "regression run" in err
+    code, _, err = run_cli(capsys, "eval", sinusoid_run, "--k-shot", 0)
+    assert code == 2 and "--k-shot must be at least 1" in err
+
+
 def test_list_shows_every_table(capsys):
     code, out, _ = run_cli(capsys, "list")
     assert code == 0

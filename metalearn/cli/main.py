@@ -88,6 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--split", default="test", choices=["test", "val"], help="class split to evaluate on")
     e.add_argument("--seed", type=int, help="episode seed (default: data.test_seed / data.val_seed)")
     e.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
+    e.add_argument("--n-way", type=int, help="classes per episode (default: the run's data.eval_n_way); "
+                   "e.g. test a ProtoNet trained 60-way at 5-way and at 20-way")
+    e.add_argument("--k-shot", type=int, help="support examples per class (default: the run's data.eval_k_shot)")
     e.add_argument("--batch-size", type=int, default=1, help="episodes adapted together (when the "
                    "algorithm supports it)")
     e.add_argument("--data-root", help="dataset folder (default: the run's data.root)")
@@ -184,6 +187,16 @@ def _cmd_eval(args) -> int:
         cfg.data.root = str(Path(args.data_root).resolve())
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
+    suffix = ""  # a shape other than the run's own gets its own result file
+    for name, value in (("n_way", args.n_way), ("k_shot", args.k_shot)):
+        if value is not None:
+            if value < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+            if name == "n_way" and cfg.data.n_way is None:
+                raise ValueError(f"{cfg.name} is a regression run: --n-way does not apply")
+            setattr(cfg.data, f"eval_{name}", value)
+            way, shot, _ = cfg.data.eval_shape()
+            suffix = f"_{way}w{shot}s" if way else f"_{shot}shot"
     episodes = fixed_episodes(cfg.data, args.split, args.episodes, args.seed)
     n_way, k_shot, n_query = cfg.data.eval_shape()
     shape = f"{n_way}-way {k_shot}-shot" if n_way else f"{k_shot}-shot regression"
@@ -193,7 +206,7 @@ def _cmd_eval(args) -> int:
     result = evaluate(algo, episodes, batch_size=args.batch_size, progress=None if not args.quiet else False)
     record = {"run": cfg.name, "checkpoint": args.checkpoint, "step": step, "split": args.split,
               "episodes": episodes.describe(), "result": result.to_dict()}
-    path = Path(args.run_dir) / f"eval_{args.split}.json"
+    path = Path(args.run_dir) / f"eval_{args.split}{suffix}.json"
     path.write_text(json.dumps(record, indent=1))
     _print(f"{cfg.name} {args.split}: {result}")
     for k, (m, c) in result.extra.items():
