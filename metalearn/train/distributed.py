@@ -211,6 +211,11 @@ class Ranks:
         dist.all_gather_object(out, obj)
         return out
 
+    def barrier(self) -> None:
+        """Wait until every rank gets here (no-op for one process)."""
+        if self.world > 1:
+            dist.barrier()
+
     def evaluate(self, algorithm, episodes: Sequence, **kwargs):
         """:func:`~metalearn.eval.evaluate` with the episodes shared out over ranks (collective).
 

@@ -29,7 +29,7 @@ from metalearn.train.checkpoint import (
 )
 from metalearn.train.config import ConfigError, RunConfig, build_component, diff, validate
 from metalearn.train.data import fixed_episodes, train_sampler
-from metalearn.train.distributed import Ranks, check_meta_batch
+from metalearn.train.distributed import Ranks, check_meta_batch, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, plot_learning_curve
 
@@ -142,6 +142,7 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
     """
     start_time = time.perf_counter()
     validate(cfg)
+    check_meta_batch(cfg.train.meta_batch, world_size())  # before any rendezvous, on every rank
     # the process group is torn down on every exit, errors included, so that the other ranks'
     # pending collectives fail at once instead of waiting for METALEARN_DIST_TIMEOUT
     ranks, device = setup_distributed(pick_device(cfg.train.device))
@@ -167,7 +168,7 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another --out folder")
     t = cfg.train
-    per_rank = check_meta_batch(t.meta_batch, ranks.world)
+    per_rank = t.meta_batch // ranks.world
     main = ranks.is_main
     if main:
         try:
@@ -291,6 +292,7 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
             logger.close()
     if main:
         plot_learning_curve(run_dir, title=cfg.name)
+    ranks.barrier()  # on return, on every rank, rank 0's files are complete (e.g. to resume)
     return TrainResult(run_dir, step, best_step, best, metrics, time.perf_counter() - start_time)
 
 
