@@ -107,3 +107,85 @@ class LinearTasks(TaskFamily):
 
     def function(self, params: Tensor, x: Tensor) -> Tensor:
         return params[:, 0, None, None] * x + params[:, 1, None, None]
+
+
+@dataclass(frozen=True)
+class QuadraticTasks(TaskFamily):
+    """``y = a x^2 + b x + c`` with the three coefficients drawn uniformly.
+
+    Examples:
+        >>> batch = QuadraticTasks().sample_batch(2, 3, 4, torch.Generator().manual_seed(0))
+        >>> a, b, c = batch.task_params[1]
+        >>> x = batch.query_x[1]
+        >>> torch.allclose(batch.query_y[1], a * x * x + b * x + c)
+        True
+    """
+
+    a_range: tuple[float, float] = (-0.3, 0.3)
+    b_range: tuple[float, float] = (-1.0, 1.0)
+    c_range: tuple[float, float] = (-3.0, 3.0)
+    param_names = ("a", "b", "c")
+
+    def sample_params(self, n_tasks: int, g: torch.Generator) -> Tensor:
+        return torch.stack([_uniform(n_tasks, *self.a_range, g), _uniform(n_tasks, *self.b_range, g),
+                            _uniform(n_tasks, *self.c_range, g)], dim=1)
+
+    def function(self, params: Tensor, x: Tensor) -> Tensor:
+        a, b, c = (params[:, i, None, None] for i in range(3))
+        return (a * x + b) * x + c
+
+
+@dataclass(frozen=True)
+class MixtureTasks(TaskFamily):
+    """Each task comes from one of several families, drawn with the given weights.
+
+    ``task_params`` is ``(n_tasks, 1 + max n_params)``: column 0 is the index of the family
+    (as a float), then that family's parameters, zero-padded. Inputs are drawn from this
+    mixture's ``x_range`` for every family.
+
+    Args:
+        families: The component families (by keyword), e.g.
+            ``families=(SinusoidTasks(), LinearTasks(), QuadraticTasks())``.
+        weights: Relative probability of each family; ``None``: uniform.
+
+    Examples:
+        >>> mix = MixtureTasks(families=(SinusoidTasks(), LinearTasks()))
+        >>> batch = mix.sample_batch(6, 5, 5, torch.Generator().manual_seed(0))
+        >>> tuple(batch.task_params.shape), sorted(set(batch.task_params[:, 0].tolist())) <= [0.0, 1.0]
+        ((6, 3), True)
+    """
+
+    families: tuple[TaskFamily, ...] = ()
+    weights: tuple[float, ...] | None = None
+    param_names = ("family",)
+
+    def __post_init__(self) -> None:
+        if any(isinstance(v, TaskFamily) for v in self.x_range):
+            raise ValueError("give the families by keyword: MixtureTasks(families=(...)); the "
+                             "first positional field is x_range")
+        super().__post_init__()
+        if len(self.families) == 0:
+            raise ValueError("MixtureTasks needs at least one family, e.g. "
+                             "MixtureTasks((SinusoidTasks(), LinearTasks()))")
+        if self.weights is not None and (len(self.weights) != len(self.families)
+                                         or any(not w >= 0 for w in self.weights) or sum(self.weights) <= 0):
+            raise ValueError(f"weights must be {len(self.families)} non-negative numbers with a "
+                             f"positive sum (one per family), got {self.weights}")
+
+    def sample_params(self, n_tasks: int, g: torch.Generator) -> Tensor:
+        w = torch.ones(len(self.families)) if self.weights is None else torch.tensor(self.weights, dtype=torch.float)
+        family = torch.multinomial(w, n_tasks, replacement=True, generator=g)
+        width = max(len(f.param_names) for f in self.families)
+        out = torch.zeros(n_tasks, 1 + width)
+        out[:, 0] = family.float()
+        for i, f in enumerate(self.families):
+            p = f.sample_params(n_tasks, g)  # drawn for all tasks so the stream is shape-stable
+            out[family == i, 1 : 1 + p.shape[1]] = p[family == i]
+        return out
+
+    def function(self, params: Tensor, x: Tensor) -> Tensor:
+        y = torch.zeros_like(x)
+        for i, f in enumerate(self.families):
+            mask = (params[:, 0] == i)[:, None, None]
+            y = torch.where(mask, f.function(params[:, 1 : 1 + len(f.param_names)], x), y)
+        return y

@@ -1,0 +1,118 @@
+"""Model-based meta-learners against MAML and ProtoNet at an equal, stated training budget.
+
+Every method is trained and evaluated through the public CLI (``metalearn train`` /
+``metalearn eval``) and scored on the same fixed test episodes (``data.test_seed`` = 2), so
+per-episode differences are paired:
+
+* ``omniglot``: parameter generator vs ProtoNet vs MAML on Omniglot 5-way 1-shot; each trains
+  on 5-way 1-shot episodes with 5 queries per class, meta-batch 16, Adam 1e-3 at a constant
+  rate, ``--steps`` meta-updates (the same number of training tasks for all), best of
+  3 validations on 100 fixed val episodes; test: 600 FixedEpisodes of vinyals-test, 15 queries.
+* ``sinusoid``: CNP vs MAML on 10-shot sinusoids (the two presets, K support and K query points,
+  meta-batch 25, ``--sinusoid-steps`` steps each); test: the presets' 600 fixed tasks.
+
+Training runs at ``nice 10`` outside the heavy-job lock (accuracies, not timings, are reported).
+
+Usage:
+    python benchmarks/model_based.py --out runs/model_based [--steps 300] [--sinusoid-steps 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from _record import record
+
+ROOT = Path(__file__).resolve().parent.parent
+METALEARN = [sys.executable, "-m", "metalearn.cli"]
+
+
+def omniglot_runs(steps: int) -> dict[str, list[str]]:
+    common = ["data.n_query=5", "train.meta_batch=16", f"train.steps={steps}",
+              f"train.val_every={max(1, steps // 3)}", f"train.checkpoint_every={steps}",
+              "data.val_episodes=100", "data.test_episodes=600", "train.schedule=constant",
+              "train.tensorboard=false", "train.lr=0.001"]
+    return {
+        "generator": ["generator-omniglot-5w1s", *common],
+        "protonet": ["protonet-omniglot-5w1s", "data.n_way=5", *common],
+        "maml": ["maml-omniglot-5w1s", *common],
+    }
+
+
+def sinusoid_runs(steps: int) -> dict[str, list[str]]:
+    common = [f"train.steps={steps}", f"train.val_every={max(1, steps // 5)}",
+              f"train.checkpoint_every={steps}", "train.tensorboard=false"]
+    return {"cnp": ["cnp-sinusoid-10shot", *common], "maml": ["maml-sinusoid-10shot", *common]}
+
+
+def train_and_eval(out: Path, name: str, spec: list[str]) -> dict:
+    """Train ``spec`` (preset + overrides) into ``out/name`` and evaluate it on the test episodes."""
+    run = out / name
+    result = run / "eval_test.json"
+    preset, overrides = spec[0], spec[1:]
+    train_cmd = ["nice", "-n", "10", *METALEARN, "train", "--preset", preset,
+                 *[a for o in overrides for a in ("--set", o)], "--out", str(run), "--quiet"]
+    eval_cmd = ["nice", "-n", "10", *METALEARN, "eval", str(run), "--quiet"]
+    if not result.exists():
+        if not (run / "checkpoints" / "last.json").exists():
+            subprocess.run(train_cmd, check=True, cwd=ROOT)
+        subprocess.run(eval_cmd, check=True, cwd=ROOT)
+    res = json.loads(result.read_text())
+    res["command"] = " ".join(train_cmd[3:]) + " && " + " ".join(eval_cmd[3:])
+    return res
+
+
+def paired(a: list[float], b: list[float]) -> tuple[float, float]:
+    """Mean and 95% CI half-width of the per-episode difference ``a - b``."""
+    d = [x - y for x, y in zip(a, b)]
+    m = sum(d) / len(d)
+    sd = math.sqrt(sum((x - m) ** 2 for x in d) / len(d))
+    return m, 1.96 * sd / math.sqrt(len(d))
+
+
+def report(task: str, runs: dict[str, dict], ours: str, budget: str) -> None:
+    acc = runs[ours]["metric"] == "accuracy"
+    scale, unit = (100.0, "%") if acc else (1.0, "mse")
+    for name, res in runs.items():
+        record(f"model_based_{task}_{name}_{res['metric']}", round(scale * res["mean"], 4), unit,
+               higher_is_better=acc,
+               extra={"ci95": round(scale * res["ci95"], 4), "n_episodes": res["n"],
+                      "budget": budget, "run_command": res["command"]})
+    for name, res in runs.items():
+        if name == ours:
+            continue
+        m, ci = paired(runs[ours]["per_episode"], res["per_episode"])
+        record(f"model_based_{task}_{ours}_minus_{name}", round(scale * m, 4), unit,
+               higher_is_better=acc,
+               extra={"ci95": round(scale * ci, 4), "n_episodes": res["n"], "paired": True,
+                      "budget": budget})
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default="runs/model_based", help="folder of the training runs")
+    p.add_argument("--steps", type=int, default=300, help="Omniglot meta-updates per method")
+    p.add_argument("--sinusoid-steps", type=int, default=10_000, help="sinusoid steps per method")
+    p.add_argument("--only", choices=("omniglot", "sinusoid"), default=None)
+    args = p.parse_args()
+    out = Path(args.out)
+    os.environ.setdefault("METALEARN_DATA", "/work/shared/data")
+    if args.only in (None, "sinusoid"):
+        runs = {k: train_and_eval(out / "sinusoid", k, v)
+                for k, v in sinusoid_runs(args.sinusoid_steps).items()}
+        report("sinusoid_10shot", runs, "cnp",
+               f"{args.sinusoid_steps} steps x 25 tasks (10 support + 10 query points) each")
+    if args.only in (None, "omniglot"):
+        runs = {k: train_and_eval(out / "omniglot", k, v) for k, v in omniglot_runs(args.steps).items()}
+        report("omniglot_5w1s", runs, "generator",
+               f"{args.steps} steps x 16 tasks of 5-way 1-shot 5-query each, Adam 1e-3")
+
+
+if __name__ == "__main__":
+    main()
