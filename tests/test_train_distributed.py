@@ -424,3 +424,45 @@ def test_timeout_from_the_environment(monkeypatch):
         monkeypatch.setenv("METALEARN_DIST_TIMEOUT", bad)
         with pytest.raises(DistributedError, match="positive number of seconds"):
             timeout_from_env()
+
+
+# ---------------------------------------------------------------- the command line under torchrun
+
+
+@pytest.mark.slow
+def test_cli_train_and_eval_under_torchrun(tmp_path, monkeypatch, capsys):
+    from metalearn.cli.main import main
+
+    run = tmp_path / "run"
+    launch = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone",
+              "-m", "metalearn.cli"]
+    sets = ["train.steps=4", "train.meta_batch=4", "train.val_every=2", "data.val_episodes=5",
+            "train.device=cpu", "train.tensorboard=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([*launch, "train", "--preset", "maml-sinusoid-5shot", "--out", str(run),
+                           *(a for s in sets for a in ("--set", s))],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done: 4 steps") == 1  # rank 0 alone prints
+    saved = load_checkpoint(run / "checkpoints")
+    assert saved["step"] == 4 and len(saved["state"]["sampler"]) == 2
+
+    proc = subprocess.run([*launch, "eval", str(run), "--episodes", "9", "--quiet"],
+                          capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("mse") == 1
+    shared = json.loads((run / "eval_test.json").read_text())["result"]
+
+    (run / "eval_test.json").unlink()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for var in ("RANK", "WORLD_SIZE"):
+            monkeypatch.delenv(var, raising=False)
+        assert main(["eval", str(run), "--episodes", "9", "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    alone = json.loads((run / "eval_test.json").read_text())["result"]
+    assert shared["n"] == alone["n"] == 9
+    assert shared["per_episode"] == alone["per_episode"]
+    assert (shared["mean"], shared["ci95"]) == (alone["mean"], alone["ci95"])

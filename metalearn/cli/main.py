@@ -126,7 +126,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print(*a) -> None:
-    print(*a, flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone speaks (errors: every rank)
+        print(*a, flush=True)
 
 
 def _cmd_train(args) -> int:
@@ -178,9 +179,9 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from metalearn.eval import evaluate
     from metalearn.train.data import fixed_episodes
-    from metalearn.train.loop import load_run
+    from metalearn.train.distributed import setup as setup_distributed
+    from metalearn.train.loop import load_run, pick_device
 
     algo, cfg, step = load_run(args.run_dir, args.checkpoint, args.device)
     if args.data_root:
@@ -200,10 +201,21 @@ def _cmd_eval(args) -> int:
     episodes = fixed_episodes(cfg.data, args.split, args.episodes, args.seed)
     n_way, k_shot, n_query = cfg.data.eval_shape()
     shape = f"{n_way}-way {k_shot}-shot" if n_way else f"{k_shot}-shot regression"
-    if not args.quiet:
-        _print(f"evaluating {cfg.name} (checkpoint {args.checkpoint}, step {step}) on {len(episodes)} "
-               f"fixed {shape} episodes of {cfg.data.dataset} {args.split} (seed {episodes.seed})")
-    result = evaluate(algo, episodes, batch_size=args.batch_size, progress=None if not args.quiet else False)
+    # under torchrun each rank evaluates a strided share of the episodes; the gathered result is
+    # that of the whole set, and rank 0 alone prints and writes it
+    ranks, device = setup_distributed(pick_device(args.device or cfg.train.device))
+    try:
+        algo.to(device)
+        if not args.quiet:
+            _print(f"evaluating {cfg.name} (checkpoint {args.checkpoint}, step {step}) on {len(episodes)} "
+                   f"fixed {shape} episodes of {cfg.data.dataset} {args.split} (seed {episodes.seed})"
+                   + (f" over {ranks.world} processes" if ranks.world > 1 else ""))
+        result = ranks.evaluate(algo, episodes, batch_size=args.batch_size,
+                                progress=None if not args.quiet else False)
+    finally:
+        ranks.close()
+    if not ranks.is_main:
+        return 0
     record = {"run": cfg.name, "checkpoint": args.checkpoint, "step": step, "split": args.split,
               "episodes": episodes.describe(), "result": result.to_dict()}
     path = Path(args.run_dir) / f"eval_{args.split}{suffix}.json"
