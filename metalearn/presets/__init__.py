@@ -30,6 +30,7 @@ from metalearn.presets.omniglot import (
     protonet_omniglot_20w1s,
     protonet_omniglot_20w5s,
     relation_omniglot_5w1s,
+    reptile_omniglot_5w1s,
     reptile_omniglot_5w5s,
 )
 from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid, pretrained_sinusoid
@@ -46,6 +47,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "fomaml-omniglot-5w1s": fomaml_omniglot_5w1s,
     "meta-sgd-omniglot-5w1s": meta_sgd_omniglot_5w1s,
     "anil-omniglot-20w1s": anil_omniglot_20w1s,
+    "reptile-omniglot-5w1s": reptile_omniglot_5w1s,
     "reptile-omniglot-5w5s": reptile_omniglot_5w5s,
     "protonet-omniglot-5w1s": protonet_omniglot_5w1s,
     "protonet-omniglot-5w5s": protonet_omniglot_5w5s,

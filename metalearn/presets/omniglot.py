@@ -100,6 +100,24 @@ def reptile_omniglot_5w5s() -> RunConfig:
               "minibatches of 10; Vinyals split; max-pool Conv4.")
 
 
+def reptile_omniglot_5w1s() -> RunConfig:
+    """Reptile 5-way 1-shot: 15 train shots, 3 inner steps, meta step 1 annealed to 0, 5 at test.
+
+    The ``openai/supervised-reptile`` README command (transductive): meta-batch 10, 100k steps.
+    """
+    cfg = reptile_omniglot_5w5s()
+    cfg.name = "reptile-omniglot-5w1s"
+    cfg.data = _data(5, 15, 1, eval_k_shot=1)
+    cfg.algorithm.options.update(inner_steps=3, eval_inner_steps=5, outer_lr=1.0)
+    cfg.train.meta_batch = 10
+    cfg.notes = ("Nichol et al. 2018 Omniglot 5w1s command (transductive): train-shots 15 (test 1), "
+                 "3 inner steps, 5 at test, meta-step 1 annealed linearly to 0, meta-batch 10, 100k "
+                 "steps; batch statistics at test make it the transductive setting. Deviations: "
+                 "full-batch SGD inner steps (lr 0.1) instead of Adam (lr 0.001) on minibatches of "
+                 "25; Vinyals split; max-pool Conv4.")
+    return cfg
+
+
 def _protonet(n_way_test: int, k_shot: int) -> RunConfig:
     return RunConfig(
         name=f"protonet-omniglot-{n_way_test}w{k_shot}s",
