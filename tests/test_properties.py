@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from metalearn.data import ArrayDataset, EpisodeSampler, FixedEpisodes, SinusoidTasks
 from metalearn.presets import get_preset
-from metalearn.train.config import ConfigError, RunConfig, apply_overrides, diff
+from metalearn.train.config import ConfigError, RunConfig, apply_overrides, diff, validate
 
 FAST = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -189,3 +189,15 @@ def test_unknown_keys_raise_a_config_error(section, name):
 def test_non_positive_counts_are_refused(key, value):
     with pytest.raises(ConfigError, match="must be at least 1"):
         apply_overrides(BASE, [f"{key}={value}"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.lr=-1", "train.lr must be a positive number"),
+    ("train.lr=0", "train.lr must be a positive number"),
+    ("train.weight_decay=-0.1", "weight_decay must be 0 or positive"),
+    ("train.gamma=1.5", r"gamma .* must be in \(0, 1\]"),
+    ("train.grad_clip=0", "grad_clip must be positive, or null"),
+])
+def test_bad_optimiser_numbers_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(apply_overrides(BASE, [override]))

@@ -479,6 +479,14 @@ def validate(cfg: RunConfig) -> None:
     for key in ("steps", "meta_batch", "val_every", "checkpoint_every", "log_every", "step_size"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be at least 1, got {getattr(t, key)}")
+    if not 0 < t.lr < float("inf"):
+        raise ConfigError(f"train.lr must be a positive number (e.g. 1e-3 for Adam), got {t.lr}")
+    if not 0 <= t.weight_decay < float("inf"):
+        raise ConfigError(f"train.weight_decay must be 0 or positive, got {t.weight_decay}")
+    if not 0 < t.gamma <= 1:
+        raise ConfigError(f"train.gamma (the step schedule's decay factor) must be in (0, 1], got {t.gamma}")
+    if t.grad_clip is not None and not 0 < t.grad_clip < float("inf"):
+        raise ConfigError(f"train.grad_clip must be positive, or null for no clipping, got {t.grad_clip}")
     d = cfg.data
     if d.channels not in (1, 3):
         raise ConfigError(f"data.channels must be 1 (grey) or 3 (RGB), got {d.channels}")
