@@ -233,6 +233,12 @@ def _cmd_adapt(args) -> int:
     from metalearn.train.config import RunConfig
     from metalearn.train.data import image_format
 
+    out = Path(args.out)  # checked first: a bad --out should not cost an adaptation
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder: give a file name, e.g. --out {out / 'predictions.csv'}")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise ValueError(f"--out {out}: {blocker} is a file, not a folder; choose another --out path")
     clf = FewShotClassifier.from_run(args.run_dir, args.checkpoint, args.device)
     data = RunConfig.from_dict(json.loads((Path(args.run_dir) / "config.json").read_text())).data
     fmt = image_format(data)
