@@ -63,7 +63,7 @@ def train_and_eval(out: Path, name: str, spec: list[str]) -> dict:
         if not (run / "checkpoints" / "last.json").exists():
             subprocess.run(train_cmd, check=True, cwd=ROOT)
         subprocess.run(eval_cmd, check=True, cwd=ROOT)
-    res = json.loads(result.read_text())
+    res = json.loads(result.read_text())["result"]
     res["command"] = " ".join(train_cmd[3:]) + " && " + " ".join(eval_cmd[3:])
     return res
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -254,3 +255,15 @@ def test_cnp_bad_inputs_name_the_fix():
         model.adapt(torch.randn(0, 1), torch.randn(0, 1))
     with pytest.raises(ValueError, match="feature_dim"):
         CNP(nn.Identity())
+
+
+def test_cnp_preset_trains_and_evaluates_through_the_cli(tmp_path):
+    from metalearn.cli import main
+
+    out = tmp_path / "cnp"
+    tiny = ["--set", "train.steps=3", "--set", "train.val_every=3", "--set", "data.val_episodes=4",
+            "--set", "data.test_episodes=5", "--set", "train.tensorboard=false"]
+    assert main(["train", "--preset", "cnp-sinusoid-5shot", "--out", str(out), "--quiet", *tiny]) == 0
+    assert main(["eval", str(out), "--quiet"]) == 0
+    result = json.loads((out / "eval_test.json").read_text())["result"]
+    assert result["metric"] == "mse" and result["n"] == 5 and math.isfinite(result["mean"])
