@@ -14,7 +14,8 @@ per-episode differences are paired:
 Training runs at ``nice 10`` outside the heavy-job lock (accuracies, not timings, are reported).
 
 Usage:
-    python benchmarks/model_based.py --out runs/model_based [--steps 300] [--sinusoid-steps 10000]
+    python benchmarks/model_based.py --out runs/model_based [--steps 150] [--sinusoid-steps 10000]
+        [--only omniglot|sinusoid] [--parallel]
 """
 
 from __future__ import annotations
@@ -51,21 +52,35 @@ def sinusoid_runs(steps: int) -> dict[str, list[str]]:
     return {"cnp": ["cnp-sinusoid-10shot", *common], "maml": ["maml-sinusoid-10shot", *common]}
 
 
-def train_and_eval(out: Path, name: str, spec: list[str]) -> dict:
-    """Train ``spec`` (preset + overrides) into ``out/name`` and evaluate it on the test episodes."""
+def commands(out: Path, name: str, spec: list[str]) -> tuple[list[str], list[str]]:
+    """The ``metalearn train`` and ``metalearn eval`` command lines of one method."""
     run = out / name
-    result = run / "eval_test.json"
     preset, overrides = spec[0], spec[1:]
     train_cmd = ["nice", "-n", "10", *METALEARN, "train", "--preset", preset,
                  *[a for o in overrides for a in ("--set", o)], "--out", str(run), "--quiet"]
-    eval_cmd = ["nice", "-n", "10", *METALEARN, "eval", str(run), "--quiet"]
-    if not result.exists():
-        if not (run / "checkpoints" / "last.json").exists():
-            subprocess.run(train_cmd, check=True, cwd=ROOT)
-        subprocess.run(eval_cmd, check=True, cwd=ROOT)
-    res = json.loads(result.read_text())["result"]
-    res["command"] = " ".join(train_cmd[3:]) + " && " + " ".join(eval_cmd[3:])
-    return res
+    return train_cmd, ["nice", "-n", "10", *METALEARN, "eval", str(run), "--quiet"]
+
+
+def train_and_eval(out: Path, specs: dict[str, list[str]], parallel: bool) -> dict[str, dict]:
+    """Train every method (concurrently with ``parallel``) unless done, evaluate, load the results."""
+    cmds = {name: commands(out, name, spec) for name, spec in specs.items()}
+    todo = [name for name in specs if not (out / name / "checkpoints" / "last.json").exists()]
+    if parallel:
+        procs = [subprocess.Popen(cmds[name][0], cwd=ROOT) for name in todo]
+        if any(p.wait() for p in procs):
+            raise SystemExit("a training run failed; see its run folder")
+    else:
+        for name in todo:
+            subprocess.run(cmds[name][0], check=True, cwd=ROOT)
+    runs = {}
+    for name, (train_cmd, eval_cmd) in cmds.items():
+        result = out / name / "eval_test.json"
+        if not result.exists():
+            subprocess.run(eval_cmd, check=True, cwd=ROOT)
+        res = json.loads(result.read_text())["result"]
+        res["command"] = " ".join(train_cmd[3:]) + " && " + " ".join(eval_cmd[3:])
+        runs[name] = res
+    return runs
 
 
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -97,19 +112,19 @@ def report(task: str, runs: dict[str, dict], ours: str, budget: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", default="runs/model_based", help="folder of the training runs")
-    p.add_argument("--steps", type=int, default=300, help="Omniglot meta-updates per method")
+    p.add_argument("--steps", type=int, default=150, help="Omniglot meta-updates per method")
     p.add_argument("--sinusoid-steps", type=int, default=10_000, help="sinusoid steps per method")
     p.add_argument("--only", choices=("omniglot", "sinusoid"), default=None)
+    p.add_argument("--parallel", action="store_true", help="train the methods concurrently")
     args = p.parse_args()
     out = Path(args.out)
     os.environ.setdefault("METALEARN_DATA", "/work/shared/data")
     if args.only in (None, "sinusoid"):
-        runs = {k: train_and_eval(out / "sinusoid", k, v)
-                for k, v in sinusoid_runs(args.sinusoid_steps).items()}
+        runs = train_and_eval(out / "sinusoid", sinusoid_runs(args.sinusoid_steps), args.parallel)
         report("sinusoid_10shot", runs, "cnp",
                f"{args.sinusoid_steps} steps x 25 tasks (10 support + 10 query points) each")
     if args.only in (None, "omniglot"):
-        runs = {k: train_and_eval(out / "omniglot", k, v) for k, v in omniglot_runs(args.steps).items()}
+        runs = train_and_eval(out / "omniglot", omniglot_runs(args.steps), args.parallel)
         report("omniglot_5w1s", runs, "generator",
                f"{args.steps} steps x 16 tasks of 5-way 1-shot 5-query each, Adam 1e-3")
 
