@@ -15,11 +15,13 @@ Examples:
 
 from metalearn.algorithms import (
     ANIL,
+    CNP,
     MAML,
     Baseline,
     MAMLConfig,
     MatchingNet,
     MetaSGD,
+    ParameterGenerator,
     ProtoNet,
     RelationNet,
     Reptile,
@@ -36,13 +38,14 @@ from metalearn.data import (
 )
 from metalearn.eval import EvalResult, evaluate
 from metalearn.models import MLP, Conv4, ResNet12
+from metalearn.tasksim import TaskMemory, WarmStartAdapter
 from metalearn.types import Algorithm, Episode, EpisodeBatch, Params, Predictor
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "ANIL", "MAML", "MLP", "Algorithm", "ArrayDataset", "Baseline", "Conv4", "Episode",
+    "ANIL", "CNP", "MAML", "MLP", "Algorithm", "ArrayDataset", "Baseline", "Conv4", "Episode",
     "EpisodeBatch", "EpisodeSampler", "EvalResult", "FixedEpisodes", "ImageFolder", "LinearTasks",
-    "MAMLConfig", "MatchingNet", "MetaSGD", "MiniImageNet", "Omniglot", "Params", "Predictor",
-    "ProtoNet", "RelationNet", "Reptile", "ResNet12", "SinusoidTasks", "__version__", "evaluate",
+    "MAMLConfig", "MatchingNet", "MetaSGD", "MiniImageNet", "Omniglot", "ParameterGenerator", "Params", "Predictor",
+    "ProtoNet", "RelationNet", "Reptile", "ResNet12", "SinusoidTasks", "TaskMemory", "WarmStartAdapter", "__version__", "evaluate",
 ]
