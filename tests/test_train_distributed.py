@@ -372,10 +372,14 @@ def test_a_rank_that_raises_ends_an_mp_spawn_job_with_an_error(tmp_path):
 def test_meta_batch_that_the_processes_cannot_share_names_valid_sizes():
     assert check_meta_batch(32, 4) == 8
     with pytest.raises(DistributedError, match=r"meta_batch=30 is not a multiple of 4 processes.*"
-                       r"28 or 32, or run 2, 3, 5, 6, 10, 15, 30 processes"):
+                       r"28 or 32, or run 2, 3, 5, 6, 10, 15 or 30 processes"):
         check_meta_batch(30, 4)
     with pytest.raises(DistributedError, match=r"train.meta_batch=4, or run 3 processes"):
         check_meta_batch(3, 4)
+    with pytest.raises(DistributedError, match=r"use --set train.meta_batch=24 or 26, or run 5 or 25 processes"):
+        check_meta_batch(25, 2)
+    with pytest.raises(DistributedError, match=r"or run 2, 3, 4, 5, 6, 8, 10 or 12 \.\.\. processes"):
+        check_meta_batch(120, 7)
 
 
 def test_train_refuses_an_unshareable_meta_batch_before_any_rendezvous(tmp_path, monkeypatch, capsys):

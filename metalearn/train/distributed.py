@@ -94,8 +94,9 @@ def check_meta_batch(meta_batch: int, world: int) -> int:
     counts = [n for n in range(2, meta_batch + 1) if meta_batch % n == 0]
     runs = ""
     if counts:
-        shown = [str(n) for n in counts[:8]] + (["..."] if len(counts) > 8 else [])
-        runs = f", or run {', '.join(shown)} processes"
+        shown = [str(n) for n in counts[:8]]
+        listed = ", ".join(shown[:-1]) + " or " + shown[-1] if len(shown) > 1 else shown[0]
+        runs = f", or run {listed}{' ...' if len(counts) > 8 else ''} processes"
     raise DistributedError(
         f"train.meta_batch={meta_batch} is not a multiple of {world} processes (it is the total "
         f"over ranks, split equally): use --set train.meta_batch={sizes}{runs}")
