@@ -17,8 +17,12 @@ with the SAME rule and number of steps S from a different start:
 For each S the query MSE (mean and 95% CI over the 600 tasks) of every start and the paired
 per-task difference ``warm - meta_init`` go to results.jsonl.
 
+``--memory-family sinusoid`` with ``--family mixture`` fills the memory with sinusoids only:
+two thirds of the test tasks (lines, quadratics) then have no similar stored task.
+
 Usage:
     python benchmarks/task_similarity.py [--family mixture|sinusoid] [--steps 1 5 25]
+        [--memory-family mixture|sinusoid]
 """
 
 from __future__ import annotations
@@ -72,6 +76,8 @@ def main() -> None:
     p.add_argument("--train-steps", type=int, default=3000)
     p.add_argument("--memory-tasks", type=int, default=2000)
     p.add_argument("--fit-steps", type=int, default=200)
+    p.add_argument("--memory-family", choices=("mixture", "sinusoid"), default=None,
+                   help="draw the stored tasks from this family instead (a mismatch test)")
     p.add_argument("--k-shot", type=int, default=10)
     p.add_argument("--k", type=int, default=5, help="tasks retrieved per test task")
     p.add_argument("--temperature", type=float, default=0.05)
@@ -89,8 +95,9 @@ def main() -> None:
     def embed(sx, sy):
         return gradient_embedding(forward, meta, sx, sy)
 
-    stored = source.sample_batch(args.memory_tasks, args.k_shot, args.k_shot,
-                                 torch.Generator().manual_seed(args.seed + 1000))
+    mem = args.memory_family or args.family
+    stored = family(mem).sample_batch(args.memory_tasks, args.k_shot, args.k_shot,
+                                      torch.Generator().manual_seed(args.seed + 1000))
     memory = build_memory(maml, stored, embed, args.fit_steps, sgd(0.01),
                           TaskMemory("cosine", temperature=args.temperature))
     g = torch.Generator().manual_seed(args.seed + 2000)
@@ -101,7 +108,7 @@ def main() -> None:
 
     episodes = list(FixedEpisodes(source, None, args.k_shot, 100, n_episodes=args.test_tasks, seed=2))
     setup = (f"{args.family}, {args.k_shot}-shot, MAML {args.train_steps} steps x 25 tasks, memory "
-             f"{args.memory_tasks} tasks fitted {args.fit_steps} SGD steps, k={args.k}, "
+             f"{args.memory_tasks} {mem} tasks fitted {args.fit_steps} SGD steps, k={args.k}, "
              f"temperature {args.temperature}, cosine on support-gradient embeddings")
     for steps in args.steps:
         plain = MAML(maml.backbone, dataclasses.replace(maml.config, eval_inner_steps=steps)).eval()
@@ -117,6 +124,8 @@ def main() -> None:
         if args.no_record:
             continue
         base = f"task_similarity_{args.family}_{args.k_shot}shot_S{steps}"
+        if mem != args.family:
+            base = f"task_similarity_{args.family}_memory_{mem}_{args.k_shot}shot_S{steps}"
         extra = {"n_episodes": args.test_tasks, "setup": setup}
         for k, r in results.items():
             record(f"{base}_{k}_mse", round(r.mean, 5), "mse", higher_is_better=False,
