@@ -4,7 +4,8 @@ Every method is trained and evaluated through the public CLI (``metalearn train`
 ``metalearn eval``) and scored on the same fixed test episodes (``data.test_seed`` = 2), so
 per-episode differences are paired:
 
-* ``omniglot``: parameter generator vs ProtoNet vs MAML on Omniglot 5-way 1-shot; each trains
+* ``omniglot``: parameter generator (and its FiLM variant, ``generator_film``) vs ProtoNet vs
+  MAML on Omniglot 5-way 1-shot; each trains
   on 5-way 1-shot episodes with 5 queries per class, meta-batch 16, Adam 1e-3 at a constant
   rate, ``--steps`` meta-updates (the same number of training tasks for all), best of
   3 validations on 100 fixed val episodes; test: 600 FixedEpisodes of vinyals-test, 15 queries.
@@ -15,7 +16,7 @@ Training runs at ``nice 10`` outside the heavy-job lock (accuracies, not timings
 
 Usage:
     python benchmarks/model_based.py --out runs/model_based [--steps 150] [--sinusoid-steps 10000]
-        [--only omniglot|sinusoid] [--parallel]
+        [--only omniglot|sinusoid] [--parallel] [--methods generator_film ...]
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def omniglot_runs(steps: int) -> dict[str, list[str]]:
               "train.tensorboard=false", "train.lr=0.001"]
     return {
         "generator": ["generator-omniglot-5w1s", *common],
+        "generator_film": ["generator-omniglot-5w1s", "algorithm.film=true", *common],
         "protonet": ["protonet-omniglot-5w1s", "data.n_way=5", *common],
         "maml": ["maml-omniglot-5w1s", *common],
     }
@@ -91,22 +93,29 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return m, 1.96 * sd / math.sqrt(len(d))
 
 
-def report(task: str, runs: dict[str, dict], ours: str, budget: str) -> None:
+def report(task: str, runs: dict[str, dict], ours: str, budget: str, methods: list[str] | None) -> None:
+    """Record each method's figure and its paired difference from ``ours`` (only ``methods``)."""
     acc = runs[ours]["metric"] == "accuracy"
     scale, unit = (100.0, "%") if acc else (1.0, "mse")
     for name, res in runs.items():
+        if methods and name not in methods:
+            continue
         record(f"model_based_{task}_{name}_{res['metric']}", round(scale * res["mean"], 4), unit,
                higher_is_better=acc,
                extra={"ci95": round(scale * res["ci95"], 4), "n_episodes": res["n"],
                       "budget": budget, "run_command": res["command"]})
     for name, res in runs.items():
-        if name == ours:
+        if name == ours or (methods and name not in methods):
             continue
         m, ci = paired(runs[ours]["per_episode"], res["per_episode"])
         record(f"model_based_{task}_{ours}_minus_{name}", round(scale * m, 4), unit,
                higher_is_better=acc,
                extra={"ci95": round(scale * ci, 4), "n_episodes": res["n"], "paired": True,
                       "budget": budget})
+
+
+def pick(specs: dict[str, list[str]], ours: str, methods: list[str] | None) -> dict[str, list[str]]:
+    return specs if not methods else {k: v for k, v in specs.items() if k in methods or k == ours}
 
 
 def main() -> None:
@@ -116,16 +125,20 @@ def main() -> None:
     p.add_argument("--sinusoid-steps", type=int, default=10_000, help="sinusoid steps per method")
     p.add_argument("--only", choices=("omniglot", "sinusoid"), default=None)
     p.add_argument("--parallel", action="store_true", help="train the methods concurrently")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help="only these methods (the reference method is loaded for the differences)")
     args = p.parse_args()
     out = Path(args.out)
     os.environ.setdefault("METALEARN_DATA", "/work/shared/data")
     if args.only in (None, "sinusoid"):
-        runs = train_and_eval(out / "sinusoid", sinusoid_runs(args.sinusoid_steps), args.parallel)
-        report("sinusoid_10shot", runs, "cnp",
+        runs = train_and_eval(out / "sinusoid", pick(sinusoid_runs(args.sinusoid_steps), "cnp", args.methods),
+                              args.parallel)
+        report("sinusoid_10shot", runs, "cnp", args.methods,
                f"{args.sinusoid_steps} steps x 25 tasks (10 support + 10 query points) each")
     if args.only in (None, "omniglot"):
-        runs = train_and_eval(out / "omniglot", omniglot_runs(args.steps), args.parallel)
-        report("omniglot_5w1s", runs, "generator",
+        runs = train_and_eval(out / "omniglot", pick(omniglot_runs(args.steps), "generator", args.methods),
+                              args.parallel)
+        report("omniglot_5w1s", runs, "generator", args.methods,
                f"{args.steps} steps x 16 tasks of 5-way 1-shot 5-query each, Adam 1e-3")
 
 
