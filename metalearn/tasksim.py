@@ -166,7 +166,8 @@ def fit_projection(embeddings: Tensor, targets: Tensor, dim: int, steps: int = 5
     g = torch.Generator().manual_seed(seed)
     e = embeddings.detach()
     scale = e.std().clamp_min(1e-8)
-    proj = (torch.randn(e.shape[1], dim, generator=g) / (scale * e.shape[1] ** 0.5)).requires_grad_()
+    proj = torch.randn(e.shape[1], dim, generator=g).to(e.device, e.dtype)
+    proj = (proj / (scale * e.shape[1] ** 0.5)).requires_grad_()
     goal = torch.cdist(targets.detach(), targets.detach())
     opt = torch.optim.Adam([proj], lr=lr)
     with torch.enable_grad():
