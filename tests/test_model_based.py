@@ -267,3 +267,16 @@ def test_cnp_preset_trains_and_evaluates_through_the_cli(tmp_path):
     assert main(["eval", str(out), "--quiet"]) == 0
     result = json.loads((out / "eval_test.json").read_text())["result"]
     assert result["metric"] == "mse" and result["n"] == 5 and math.isfinite(result["mean"])
+
+
+def test_eval_finetune_steps_apply_in_adapt_only():
+    ep = blob_episode(torch.Generator().manual_seed(7), k_shot=2)
+    algo = generator(finetune_steps=0, eval_finetune_steps=3, finetune_lr=0.05)
+    randomise(algo.to_weight, std=3.0), randomise(algo.to_bias, 2, std=3.0)
+    zs, zq = algo.backbone(ep.support_x), algo.backbone(ep.query_x)
+    generated = algo.generate(zs, ep.support_y, 5)
+    torch.testing.assert_close(algo.logits(ep.support_x, ep.support_y, ep.query_x, 5), linear_head(generated, zq))
+    tuned = algo.adapt(ep.support_x, ep.support_y).head(ep.query_x)
+    assert not torch.allclose(tuned["weight"], generated["weight"])
+    with pytest.raises(ValueError, match="eval_finetune_steps"):
+        generator(eval_finetune_steps=-2)
