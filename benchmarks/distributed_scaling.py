@@ -14,8 +14,10 @@ but not Omniglot):
 
 Each measurement starts fresh worker processes (``torch.multiprocessing.spawn``, gloo on
 localhost, the tuned glibc allocator of the ``metalearn`` command for both), runs ``--warmup``
-meta-steps, then times ``--steps`` meta-steps between two barriers. The two layouts alternate
-within each round; reported figures are medians over ``--rounds``. The workers also time the
+meta-steps, then times ``--steps`` meta-steps between two barriers. The layouts (and, for
+context, 1 process x 1 thread) rotate within each round; reported figures are medians over
+``--rounds``. The 1-minute load average is recorded: other jobs on the machine make two
+threads of one process wait for each other far more than two single-threaded processes. The workers also time the
 all-reduce of a flat buffer of the model's size.
 
 Also printed and recorded: the parameter counts of Conv4 (Omniglot 28x28 5-way head; 84x84
@@ -46,8 +48,8 @@ sys.path.insert(0, str(HERE.parent))
 from _record import record  # noqa: E402
 
 SETTINGS = {
-    "maml": dict(algorithm="maml", meta_batch=32, warmup=1, steps=8),
-    "protonet": dict(algorithm="protonet", meta_batch=32, warmup=2, steps=16),
+    "maml": dict(algorithm="maml", meta_batch=32, warmup=1, steps=6),
+    "protonet": dict(algorithm="protonet", meta_batch=32, warmup=2, steps=12),
 }
 
 
@@ -131,7 +133,7 @@ def _worker(rank: int, world: int, port: int, threads: int, setting: dict, out: 
         ranks.close()
 
 
-def measure(setting: dict, world: int, threads: int) -> dict:
+def measure(setting: dict, world: int, threads: int, attempts: int = 3) -> dict:
     """Tasks per second of ``world`` fresh processes with ``threads`` threads each."""
     import torch.multiprocessing as mp
 
@@ -147,8 +149,10 @@ def measure(setting: dict, world: int, threads: int) -> dict:
             # called without an active exception") after rank 0 had timed and written its result;
             # keep a complete result (the timing is done) and say so, otherwise measure again
             if not out.exists():
+                if attempts <= 1:
+                    raise
                 print(f"# worker failed before its result ({e}); measuring again", file=sys.stderr)
-                return measure(setting, world, threads)
+                return measure(setting, world, threads, attempts - 1)
             print(f"# a worker failed after the timed steps ({e}); result kept", file=sys.stderr)
         result = json.loads(out.read_text())
     result["tasks_per_s"] = result["tasks"] / result["seconds"]
@@ -177,18 +181,21 @@ def main() -> None:
     from metalearn._runtime import tuned_environment
 
     os.environ.update(tuned_environment())  # spawned workers start with the tuned allocator
-    layouts = {"1proc_x2threads": (1, 2), "2procs_x1thread": (2, 1)}
+    # 1 process x 1 thread is context: it tells whether the second thread helps at all (on a
+    # loaded machine two OpenMP threads can be slower than one)
+    layouts = {"1proc_x2threads": (1, 2), "2procs_x1thread": (2, 1), "1proc_x1thread": (1, 1)}
     for key in args.only.split(","):
         setting = dict(SETTINGS[key], **({"steps": args.steps} if args.steps else {}))
         runs: dict[str, list[dict]] = {k: [] for k in layouts}
         for r in range(args.rounds):
-            order = list(layouts) if r % 2 == 0 else list(reversed(layouts))
+            order = list(layouts)[r % len(layouts):] + list(layouts)[:r % len(layouts)]
             for layout in order:
                 runs[layout].append(measure(setting, *layouts[layout]))
                 print(f"# {key} round {r + 1} {layout}: {runs[layout][-1]['tasks_per_s']:.2f} tasks/s",
                       file=sys.stderr, flush=True)
         one = statistics.median(x["tasks_per_s"] for x in runs["1proc_x2threads"])
         two = statistics.median(x["tasks_per_s"] for x in runs["2procs_x1thread"])
+        single = statistics.median(x["tasks_per_s"] for x in runs["1proc_x1thread"])
         unit = "tasks/s" if key == "maml" else "episodes/s"
         label = {"maml": "maml2_conv4_5w1s_mb32", "protonet": "protonet_conv4_5w1s_32ep"}[key]
         emit(f"distributed_scaling_{label}_2procs_x1thread", two, unit,
@@ -198,6 +205,9 @@ def main() -> None:
                       "allreduce_ms": statistics.median(x["allreduce_ms"] for x in runs["2procs_x1thread"]),
                       "load_average_1min_at_end": round(os.getloadavg()[0], 2),
                       "setting": setting})
+        emit(f"distributed_scaling_{label}_1proc_x1thread", single, unit,
+             baseline="1 process x 2 threads (same meta-batch, same machine)", baseline_value=one,
+             extra={"rounds": args.rounds, "data": "synthetic 1x28x28", "setting": setting})
 
 
 if __name__ == "__main__":
