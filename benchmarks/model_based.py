@@ -93,7 +93,7 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return m, 1.96 * sd / math.sqrt(len(d))
 
 
-def report(task: str, runs: dict[str, dict], ours: str, budget: str, methods: list[str] | None) -> None:
+def report(task: str, runs: dict[str, dict], ours: str, methods: list[str] | None, budget: str) -> None:
     """Record each method's figure and its paired difference from ``ours`` (only ``methods``)."""
     acc = runs[ours]["metric"] == "accuracy"
     scale, unit = (100.0, "%") if acc else (1.0, "mse")
