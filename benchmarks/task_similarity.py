@@ -42,7 +42,13 @@ from metalearn.data import EpisodeSampler, FixedEpisodes
 from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
 from metalearn.eval import evaluate
 from metalearn.models import MLP
-from metalearn.tasksim import TaskMemory, WarmStartAdapter, build_memory, gradient_embedding
+from metalearn.tasksim import (
+    TaskMemory,
+    WarmStartAdapter,
+    build_memory,
+    fit_projection,
+    gradient_embedding,
+)
 
 
 def family(name: str):
@@ -78,6 +84,8 @@ def main() -> None:
     p.add_argument("--fit-steps", type=int, default=200)
     p.add_argument("--memory-family", choices=("mixture", "sinusoid"), default=None,
                    help="draw the stored tasks from this family instead (a mismatch test)")
+    p.add_argument("--metric", choices=("cosine", "projection"), default="cosine",
+                   help="retrieval metric: cosine, or Euclidean after a learned 32-d projection")
     p.add_argument("--k-shot", type=int, default=10)
     p.add_argument("--k", type=int, default=5, help="tasks retrieved per test task")
     p.add_argument("--temperature", type=float, default=0.05)
@@ -100,8 +108,13 @@ def main() -> None:
                                       torch.Generator().manual_seed(args.seed + 1000))
     memory = build_memory(maml, stored, embed, args.fit_steps, sgd(0.01),
                           TaskMemory("cosine", temperature=args.temperature))
+    if args.metric == "projection":  # learned metric: distances of fitted parameters, on 500 tasks
+        sub = torch.randperm(len(memory), generator=torch.Generator().manual_seed(args.seed))[:500]
+        targets = torch.cat([v.flatten(1) for v in memory.params().values()], 1)[sub]
+        proj = fit_projection(memory.keys()[sub], targets, dim=32, steps=300, lr=0.01, seed=args.seed)
+        memory.metric, memory.projection = "euclidean", proj
     g = torch.Generator().manual_seed(args.seed + 2000)
-    n_params = memory.keys().shape[1]
+    n_params = memory.dim
 
     def random_embed(sx, sy):  # retrieval by a random direction: k arbitrary stored tasks
         return torch.randn(n_params, generator=g)
@@ -109,7 +122,7 @@ def main() -> None:
     episodes = list(FixedEpisodes(source, None, args.k_shot, 100, n_episodes=args.test_tasks, seed=2))
     setup = (f"{args.family}, {args.k_shot}-shot, MAML {args.train_steps} steps x 25 tasks, memory "
              f"{args.memory_tasks} {mem} tasks fitted {args.fit_steps} SGD steps, k={args.k}, "
-             f"temperature {args.temperature}, cosine on support-gradient embeddings")
+             f"temperature {args.temperature}, {args.metric} on support-gradient embeddings")
     for steps in args.steps:
         plain = MAML(maml.backbone, dataclasses.replace(maml.config, eval_inner_steps=steps)).eval()
         results = {
@@ -126,6 +139,8 @@ def main() -> None:
         base = f"task_similarity_{args.family}_{args.k_shot}shot_S{steps}"
         if mem != args.family:
             base = f"task_similarity_{args.family}_memory_{mem}_{args.k_shot}shot_S{steps}"
+        if args.metric != "cosine":
+            base += f"_{args.metric}"
         extra = {"n_episodes": args.test_tasks, "setup": setup}
         for k, r in results.items():
             record(f"{base}_{k}_mse", round(r.mean, 5), "mse", higher_is_better=False,
