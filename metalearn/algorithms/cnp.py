@@ -31,7 +31,7 @@ from metalearn.types import EpisodeBatch
 
 @dataclass
 class CNPConfig:
-    """Hyperparameters of :class:`CNP` (defaults: the paper's 1-D regression model)."""
+    """Hyperparameters of :class:`CNP` (defaults: 128-unit MLPs, as in the paper's 1-D regression)."""
 
     hidden: int = 128
     """Width of the encoder and decoder layers (and of the representation ``r``)."""
@@ -95,7 +95,8 @@ class CNP(nn.Module):
         config: Hyperparameters; defaults to :class:`CNPConfig()`.
 
     Raises:
-        ValueError: for non-positive sizes or ``min_std`` outside ``[0, 1)``.
+        ValueError: for non-positive sizes, ``min_std`` outside ``[0, 1)``, or a backbone
+            whose output size is unknown (pass ``feature_dim``).
 
     Examples:
         >>> from metalearn.models import MLP

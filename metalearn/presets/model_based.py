@@ -5,7 +5,7 @@
   episodes with 15 queries per class, meta-batch 16, Adam 1e-3; the same Vinyals split, image
   size and fixed test episodes (seed 2, 15 queries) as the other Omniglot presets.
 * ``cnp-sinusoid-{5,10,20}shot``: the CNP of Garnelo et al. 2018 (encoder and decoder of three
-  128-unit layers, mean aggregation, ``sigma >= 0.01``) over a 1-64 ReLU input embedding, on
+  128-unit layers here, mean aggregation, ``sigma >= 0.01``) over a 1-64 ReLU input embedding, on
   the MAML sinusoid tasks with the MAML preset's data and budget (K support and K query points
   per task, meta-batch 25, Adam 1e-3, 70k steps), so the two are comparable step for step.
 """
@@ -40,6 +40,6 @@ def cnp_sinusoid(k_shot: int) -> RunConfig:
                                           "min_std": 0.01}),
         train=TrainConfig(steps=70_000, meta_batch=25, lr=1e-3, val_every=1000,
                           checkpoint_every=1000, log_every=50),
-        notes="Garnelo et al. 2018 CNP (3x128 encoder and decoder, mean aggregation, Gaussian "
-              "NLL); sigma floor 0.01 instead of 0.1 (the sinusoids are noise-free). Data and "
+        notes="Garnelo et al. 2018 CNP (128-unit MLP encoder and decoder, mean aggregation, "
+              "Gaussian NLL); sigma floor 0.01 instead of 0.1 (the sinusoids are noise-free). Data and "
               "budget of the MAML sinusoid preset; tested on its 600 fixed tasks (100 queries).")
