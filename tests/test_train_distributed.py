@@ -35,7 +35,14 @@ from metalearn.data import ArrayDataset, SinusoidTasks
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
 from metalearn.eval import EvalResult, evaluate
 from metalearn.train.checkpoint import load_checkpoint
-from metalearn.train.config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
+from metalearn.train.config import (
+    AlgorithmConfig,
+    ConfigError,
+    DataConfig,
+    ModelConfig,
+    RunConfig,
+    TrainConfig,
+)
 from metalearn.train.data import fixed_episodes, train_sampler
 from metalearn.train.distributed import (
     DEFAULT_TIMEOUT_S,
@@ -270,6 +277,12 @@ def test_two_rank_run_resumed_equals_the_uninterrupted_one(job):
     losses = [[m["loss"] for m in read_metrics(job / f"resume-{r}" / "metrics.jsonl")
                if m["kind"] == "train"] for r in "ab"]
     assert len(losses[0]) == 4 and losses[0] == pytest.approx(losses[1], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_a_two_rank_run_resumed_by_one_process_names_the_launch_command(job):
+    with pytest.raises(ConfigError, match=r"trained with 2 processes, not 1: .*torchrun --nproc-per-node 2"):
+        train(resume_config(), job / "resume-a", resume=True, force=True, quiet=True)
 
 
 @pytest.mark.slow

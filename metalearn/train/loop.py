@@ -195,8 +195,10 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         load_model_state(algo, s["model"])
         opt.load_state_dict(s["optimizer"])
         if len(s["sampler"]) != ranks.world:
-            raise ConfigError(f"this run was trained with {len(s['sampler'])} processes; resume "
-                              "it with the same number")
+            n = len(s["sampler"])
+            raise ConfigError(f"this run was trained with {n} processes, not {ranks.world}: resume it "
+                              "with the same number (" + (f"torchrun --nproc-per-node {n} ..." if n > 1
+                                                          else "without torchrun") + ")")
         sampler.load_state_dict(s["sampler"][ranks.rank])
         _set_rng_state(s["rng"][ranks.rank])
         step = saved["step"]
