@@ -164,7 +164,9 @@ def _cmd_train(args) -> int:
     if not args.quiet:
         _print(f"training {cfg.name}: {cfg.algorithm.name} on {cfg.data.dataset}, "
                f"{cfg.train.steps} steps -> {out}")
-    if args.overwrite and not args.resume:
+    # under torchrun rank 0 alone deletes, before train() joins the process group: no rank passes
+    # that rendezvous (and checks for an existing run) before the deletion is done
+    if args.overwrite and not args.resume and os.environ.get("RANK", "0") == "0":
         import shutil
 
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
