@@ -599,6 +599,51 @@ PNG = png_bytes()
 JPG = jpeg_bytes()
 GOOD = {"a": 4, "b": 4}
 
+@contextlib.contextmanager
+def environment(**values: str) -> Iterator[None]:
+    """Set environment variables for one case (a process launched as if by torchrun, or not)."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _distributed_cli(env: dict[str, str], *sets: str):
+    def build(tmp: Path):
+        return sinusoid_argv(tmp, *sets), lambda: environment(**env)
+    return build
+
+
+_RANK1_OF_2 = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": "1"}  # every case fails before the rendezvous
+
+
+def _empty_memory_api(tmp: Path):
+    from metalearn.tasksim import TaskMemory
+
+    return lambda: TaskMemory().query(torch.zeros(8), k=1)
+
+
+def _memory_dim_api(tmp: Path):
+    from metalearn.tasksim import TaskMemory
+
+    memory = TaskMemory()
+    memory.add(torch.zeros(3, 8), {"w": torch.zeros(3, 2)})
+    return lambda: memory.query(torch.zeros(16), k=1)
+
+
+def _one_shot_std_api(tmp: Path):
+    from metalearn.tasksim import class_statistics_embedding
+
+    return lambda: class_statistics_embedding(torch.randn(5, 8), torch.arange(5), 5, stats=("mean", "std"))
+
+
 CASES: list[Case] = [
     # ---- images: truncated, corrupt, zero-byte; folders: empty class, too-small class
     Case("truncated-png", "api", _image_folder_api(GOOD, {"a/bad.png": PNG[: len(PNG) // 2]}),
@@ -699,6 +744,18 @@ CASES: list[Case] = [
     Case("full-disk-cache", "cli", _full_cache_cli, fix=r"(?i)no space left.*METALEARN_CACHE"),
     # ---- arrays
     Case("ArrayDataset NaN", "api", _array(float("nan")), ValueError, r"non-finite.*first row 7.*impute or drop"),
+    # ---- distributed settings (issue 6) and task memories (issue 9)
+    Case("meta-batch-not-divisible-by-world", "cli",
+         _distributed_cli(_RANK1_OF_2, "train.meta_batch=3"), fix=r"not a multiple of 2 processes.*meta_batch=2 or 4"),
+    Case("nccl-without-cuda", "cli", _distributed_cli({**_RANK1_OF_2, "METALEARN_DIST_BACKEND": "nccl"}),
+         fix=r"nccl needs CUDA.*METALEARN_DIST_BACKEND=gloo"),
+    Case("world-size-without-master-addr", "cli", _distributed_cli({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "",
+                                                                    "MASTER_PORT": ""}),
+         fix=r"MASTER_ADDR and MASTER_PORT are not.*launch with torchrun"),
+    Case("task-memory-queried-empty", "api", _empty_memory_api, ValueError, r"memory is empty: add .*build_memory"),
+    Case("task-embedding-dimension-mismatch", "api", _memory_dim_api, ValueError,
+         r"dimension 16 but this memory stores .* dimension 8: embed new tasks with the same backbone"),
+    Case("std-embedding-one-shot", "api", _one_shot_std_api, ValueError, r"at least 2 support examples.*k_shot >= 2"),
     Case("ArrayDataset +inf", "api", _array(float("inf")), ValueError, r"non-finite.*first row 7.*impute or drop"),
     Case("ArrayDataset -inf", "api", _array(float("-inf")), ValueError, r"non-finite.*first row 7.*impute or drop"),
     # ---- archives: checksum, escaping members
