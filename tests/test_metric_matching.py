@@ -65,3 +65,20 @@ def test_full_context_embeddings_change_the_embedding_and_need_the_feature_size(
     wrong = MatchingNet(backbone, MatchingConfig(fce=True, feature_dim=7))
     with pytest.raises(ValueError, match="feature_dim=4"):
         wrong.adapt(ep.support_x, ep.support_y)(ep.query_x)
+
+
+def test_learned_temperature_is_a_meta_parameter_that_scales_the_cosines():
+    torch.manual_seed(3)
+    g = torch.Generator().manual_seed(3)
+    y = torch.arange(3).repeat_interleave(2)
+    ep = Episode(torch.randn(6, 5, generator=g), y, torch.randn(6, 5, generator=g), y)
+    fixed = MatchingNet(nn.Linear(5, 4), MatchingConfig(temperature=10.0))
+    learned = MatchingNet(nn.Linear(5, 4), MatchingConfig(temperature=10.0, learn_temperature=True))
+    learned.backbone.load_state_dict(fixed.backbone.state_dict())
+    assert "log_temperature" not in dict(fixed.named_parameters())
+    torch.testing.assert_close(learned.adapt(ep.support_x, y)(ep.query_x), fixed.adapt(ep.support_x, y)(ep.query_x))
+    loss, _ = learned.meta_loss(EpisodeBatch.stack([ep]))
+    loss.backward()
+    assert learned.log_temperature.grad is not None and learned.log_temperature.grad.abs() > 0
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        MatchingNet(nn.Linear(5, 4), MatchingConfig(temperature=0.0))

@@ -156,12 +156,15 @@ def matching_omniglot_5w1s() -> RunConfig:
     """Matching Networks 5-way 1-shot (Vinyals et al. 2016): cosine attention, no FCE."""
     return RunConfig(
         name="matching-omniglot-5w1s", data=_data(5, 1, 15), model=_conv4(None),
-        algorithm=AlgorithmConfig("matching", {"fce": False, "temperature": 1.0}),
+        algorithm=AlgorithmConfig("matching", {"fce": False, "temperature": 10.0, "learn_temperature": True}),
         train=TrainConfig(steps=20_000, meta_batch=1, lr=1e-3, val_every=500,
                           checkpoint_every=500, log_every=20),
         notes="Vinyals et al. 2016 Omniglot setting (Conv4 embedding, cosine attention, no full "
               "context embeddings, training N-way K-shot = test). The paper gives no optimiser "
-              "schedule; Adam 1e-3 for 20k episodes of 15 queries per class is our choice.")
+              "schedule; Adam 1e-3 for 20k episodes of 15 queries per class is our choice. "
+              "Deviation: the cosines are scaled by a learned temperature (from 10); at the "
+              "paper's scale 1 the ReLU embedding's cosines in [0, 1] cap the attention on the "
+              "right class at 0.40 and training stalled at 87% (val, 6,500 episodes).")
 
 
 def relation_omniglot_5w1s() -> RunConfig:
