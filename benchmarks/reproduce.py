@@ -41,7 +41,7 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -75,7 +75,9 @@ class Cell:
     n_way: int | None = None
     k_shot: int | None = None
     episodes: int = 1000
-    eval_overrides: tuple[str, ...] = field(default=())
+    checkpoint: str = "best"
+    """``best`` (selected on the validation episodes) or ``last`` (when validation classes were
+    trained on, as in the paper's final train+val models)."""
 
 
 _SIN = "the paper's 70,000 iterations of 25 tasks"
@@ -83,6 +85,9 @@ TRAININGS: dict[str, Training] = {
     # Omniglot; ProtoNet: paper early-stops at ~tens of thousands of 60-way episodes
     "protonet-omniglot-1shot": Training("protonet-omniglot-5w1s", ("train.steps=8000",),
                                         "8,000 of 60-way 1-shot episodes (about 60 CPU-minutes)"),
+    "protonet-omniglot-1shot-trainval": Training(
+        "protonet-omniglot-5w1s", ("train.steps=5000", "data.train_split=vinyals-trainval"),
+        "5,000 of 60-way 1-shot episodes on train+val classes, as the paper's final model (last checkpoint)"),
     "protonet-omniglot-5shot": Training("protonet-omniglot-5w5s", ("train.steps=5000",),
                                         "5,000 of 60-way 5-shot episodes (about 60 CPU-minutes)"),
     "maml-omniglot-5w1s": Training("maml-omniglot-5w1s", ("train.steps=1500", "train.val_every=250",
@@ -119,6 +124,8 @@ _SNELL, _FINN, _LI = "Snell et al. 2017, Tab. 1", "Finn et al. 2017, Tab. 1", "L
 CELLS: dict[str, Cell] = {
     "protonet-omniglot-5w1s": Cell("protonet-omniglot-1shot", 98.8, None, _SNELL, n_way=5),
     "protonet-omniglot-20w1s": Cell("protonet-omniglot-1shot", 96.0, None, _SNELL, n_way=20),
+    "protonet-omniglot-5w1s-trainval": Cell("protonet-omniglot-1shot-trainval", 98.8, None, _SNELL, n_way=5,
+                                            checkpoint="last"),
     "protonet-omniglot-5w5s": Cell("protonet-omniglot-5shot", 99.7, None, _SNELL, n_way=5),
     "protonet-omniglot-20w5s": Cell("protonet-omniglot-5shot", 98.9, None, _SNELL, n_way=20),
     "maml-omniglot-5w1s": Cell("maml-omniglot-5w1s", 98.7, 0.4, _FINN),
@@ -172,6 +179,8 @@ def train_argv(name: str, runs: Path, data_root: str | None) -> list[str]:
 def eval_argv(cell: str, runs: Path) -> list[str]:
     c = CELLS[cell]
     argv = cli("eval", str(runs / c.training), "--episodes", str(c.episodes), "--quiet")
+    if c.checkpoint != "best":
+        argv += ["--checkpoint", c.checkpoint]
     if c.n_way is not None:
         argv += ["--n-way", str(c.n_way)]
     if c.k_shot is not None:
