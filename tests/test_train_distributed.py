@@ -223,7 +223,7 @@ def _close(a, b, atol):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXPLICIT)
 def test_two_ranks_give_the_meta_gradient_and_parameters_of_one_process(job, name):
-    saved = torch.load(job / f"{name}-explicit.pt")
+    saved = torch.load(job / f"{name}-explicit.pt", weights_only=True)
     torch.set_num_threads(1)
     grads, state = meta_steps(EXPLICIT[name](), task_batches(name), Ranks())
     assert len(saved["grads"]) == STEPS
@@ -288,7 +288,7 @@ def test_a_two_rank_run_resumed_by_one_process_names_the_launch_command(job):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["maml", "protonet"])
 def test_evaluation_shared_over_ranks_equals_one_process(job, name):
-    results = [torch.load(job / f"eval-{name}-rank{r}.pt") for r in range(WORLD)]
+    results = [torch.load(job / f"eval-{name}-rank{r}.pt", weights_only=True) for r in range(WORLD)]
     alone = EvalResult.from_dict(results[0]["alone"])
     assert alone.n == (7 if name == "maml" else 9)
     for r in results:
