@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import resource
@@ -62,6 +63,8 @@ class Training:
     overrides: tuple[str, ...] = ()
     budget: str = ""
     """Why these overrides: the paper's length and what fits here."""
+    paper_steps: int | None = None
+    """The paper's training length in our steps (``None``: not stated, e.g. early stopping)."""
 
 
 @dataclass(frozen=True)
@@ -88,35 +91,41 @@ TRAININGS: dict[str, Training] = {
     "protonet-omniglot-1shot-trainval": Training(
         "protonet-omniglot-5w1s", ("train.steps=5000", "data.train_split=vinyals-trainval"),
         "5,000 of 60-way 1-shot episodes on train+val classes, as the paper's final model (last checkpoint)"),
+    # the extrapolation of the 5,000-episode run puts 98.8% at ~6,800 episodes (~37 CPU-minutes):
+    # the 60 CPU-minute goal of the issue allows ~10,000
+    "protonet-omniglot-1shot-trainval-10k": Training(
+        "protonet-omniglot-5w1s", ("train.steps=10000", "data.train_split=vinyals-trainval"),
+        "10,000 of 60-way 1-shot episodes on train+val classes (about 55 CPU-minutes), as the "
+        "paper's final model (last checkpoint)"),
     "protonet-omniglot-5shot": Training("protonet-omniglot-5w5s", ("train.steps=3000", "train.step_size=1000"),
                                         "3,000 of 60-way 5-shot episodes, lr halved every 1,000 "
                                         "(about 40 CPU-minutes)"),
-    "maml-omniglot-5w1s": Training("maml-omniglot-5w1s", ("train.steps=1200", "train.val_every=200",
+    "maml-omniglot-5w1s": Training("maml-omniglot-5w1s", ("train.steps=1000", "train.val_every=200",
                                                           "train.checkpoint_every=50"),
-                                   "1,200 of the paper's 60,000 meta-iterations (about 30 CPU-minutes)"),
-    "maml-omniglot-20w1s": Training("maml-omniglot-20w1s", ("train.steps=100", "train.val_every=25",
-                                                            "train.checkpoint_every=25"),
-                                    "100 of the paper's 60,000 meta-iterations (17 s each here: "
-                                    "about 30 CPU-minutes)"),
+                                   "1,000 of the paper's 60,000 meta-iterations (about 25 CPU-minutes)", 60_000),
+    "maml-omniglot-20w1s": Training("maml-omniglot-20w1s", ("train.steps=60", "train.val_every=20",
+                                                            "train.checkpoint_every=20"),
+                                    "60 of the paper's 60,000 meta-iterations (17 s each here: "
+                                    "about 18 CPU-minutes)", 60_000),
     "fomaml-omniglot-5w1s": Training("fomaml-omniglot-5w1s", ("train.steps=3000", "train.val_every=500",
                                                               "train.checkpoint_every=100"),
-                                     "3,000 of the paper's 60,000 meta-iterations (about 20 CPU-minutes)"),
+                                     "3,000 of the paper's 60,000 meta-iterations (about 20 CPU-minutes)", 60_000),
     "meta-sgd-omniglot-5w1s": Training("meta-sgd-omniglot-5w1s", ("train.steps=1200", "train.val_every=200",
                                                                   "train.checkpoint_every=50"),
-                                       "1,200 of MAML's 60,000 meta-iterations (about 30 CPU-minutes)"),
+                                       "1,200 of MAML's 60,000 meta-iterations (about 30 CPU-minutes)", 60_000),
     "anil-omniglot-20w1s": Training("anil-omniglot-20w1s", ("train.steps=800", "train.val_every=100",
                                                             "train.checkpoint_every=50"),
-                                    "800 of the paper's 60,000 meta-iterations (about 30 CPU-minutes)"),
+                                    "800 of the paper's 60,000 meta-iterations (about 30 CPU-minutes)", 60_000),
     "reptile-omniglot-5w1s": Training("reptile-omniglot-5w1s", ("train.steps=800", "algorithm.anneal_steps=800",
                                                                 "train.val_every=100", "train.checkpoint_every=50"),
                                       "800 of the paper's 100,000 meta-iterations, meta step annealed over them "
-                                      "(about 30 CPU-minutes)"),
+                                      "(about 30 CPU-minutes)", 100_000),
     "matching-omniglot-5w1s": Training("matching-omniglot-5w1s", ("train.steps=10000",),
                                        "10,000 episodes (the paper gives no length)"),
-    "relation-omniglot-5w1s": Training("relation-omniglot-5w1s", ("train.steps=8000", "train.step_size=2000",
+    "relation-omniglot-5w1s": Training("relation-omniglot-5w1s", ("train.steps=4000", "train.step_size=1000",
                                                                   "train.val_every=500"),
-                                       "8,000 of the paper's 1,000,000 episodes, lr halved every 2,000 "
-                                       "(about 30 CPU-minutes)"),
+                                       "4,000 of the paper's 1,000,000 episodes, lr halved every 1,000 "
+                                       "(about 15 CPU-minutes)", 1_000_000),
     "baseline-pp-omniglot-5w1s": Training("baseline-pp-omniglot-5w1s", ("train.steps=10000",),
                                           "10,000 minibatches of 128 images"),
     # sinusoid: the full recipe fits
@@ -129,7 +138,7 @@ _SNELL, _FINN, _LI = "Snell et al. 2017, Tab. 1", "Finn et al. 2017, Tab. 1", "L
 CELLS: dict[str, Cell] = {
     "protonet-omniglot-5w1s": Cell("protonet-omniglot-1shot", 98.8, None, _SNELL, n_way=5),
     "protonet-omniglot-20w1s": Cell("protonet-omniglot-1shot", 96.0, None, _SNELL, n_way=20),
-    "protonet-omniglot-5w1s-trainval": Cell("protonet-omniglot-1shot-trainval", 98.8, None, _SNELL, n_way=5,
+    "protonet-omniglot-5w1s-trainval": Cell("protonet-omniglot-1shot-trainval-10k", 98.8, None, _SNELL, n_way=5,
                                             checkpoint="last"),
     "protonet-omniglot-5w5s": Cell("protonet-omniglot-5shot", 99.7, None, _SNELL, n_way=5),
     "protonet-omniglot-20w5s": Cell("protonet-omniglot-5shot", 98.9, None, _SNELL, n_way=20),
@@ -271,6 +280,60 @@ def evaluate(cell: str, runs: Path, env: dict, results: Path) -> dict:
                   results=results)
 
 
+def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """The ``(step, mean)`` validation points of a run's ``metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return [(int(r["step"]), float(r["mean"])) for r in rows if r.get("kind") == "val" and "mean" in r]
+
+
+def outlook(row: dict, run_dir: Path) -> dict | None:
+    """What more training would give a classification cell, extrapolated from its validation curve.
+
+    Fits a power law to the validation error, ``err(s) = c * s**-b``, by least squares in log-log
+    over the validation points of the second half of training (at least 3), then scales the test
+    error of the evaluated checkpoint by the same law: ``test_err(S) = test_err * (S / s)**-b``
+    with ``s`` the checkpoint's step. Reports the accuracy this predicts at the paper's length
+    (or at 10x our steps when the paper gives none), the steps at which the paper's figure would
+    be reached, and their CPU time at this run's measured CPU seconds per step. ``None`` for
+    regression cells and runs without a usable curve.
+    """
+    if row["unit"] == "MSE" or row.get("paper") is None:
+        return None
+    curve = [(s, m) for s, m in _val_curve(run_dir) if s >= row["train_steps"] / 2 and m < 1.0]
+    if len(curve) < 3:
+        return None
+    xs = [math.log(s) for s, _ in curve]
+    ys = [math.log(1.0 - m) for _, m in curve]
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = -sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else 0.0
+    step = max(int(row["checkpoint_step"]), 1)
+    err = 1.0 - row["value"] / 100.0
+    horizon = TRAININGS[CELLS[row["name"][len("reproduce."):]].training].paper_steps or 10 * row["train_steps"]
+    out = {"exponent": round(b, 3), "points": len(curve), "horizon_steps": horizon,
+           "cpu_s_per_step": row["train_cpu_s"] / max(row["train_steps"], 1)}
+    if b <= 0.01:  # flat or falling: more steps of this recipe do not help
+        out.update(predicted=None, steps_to_paper=None)
+        return out
+    out["predicted"] = round(100.0 * (1.0 - err * (horizon / step) ** -b), 2)
+    target = 1.0 - row["paper"] / 100.0
+    steps = step * (err / target) ** (1.0 / b) if err > target else float(step)
+    out["steps_to_paper"] = int(round(steps))
+    out["cpu_min_to_paper"] = round(steps * out["cpu_s_per_step"] / 60.0)
+    return out
+
+
+def _outlook_text(o: dict | None) -> str:
+    if o is None:
+        return ""
+    if o["predicted"] is None:
+        return f"flat validation curve (exponent {o['exponent']:+.2f}): more steps alone do not close the gap"
+    return (f"err ∝ steps^-{o['exponent']:.2f} on validation: {o['predicted']:.1f}% at "
+            f"{o['horizon_steps']:,} steps; the paper's figure at ~{o['steps_to_paper']:,} steps "
+            f"(~{o['cpu_min_to_paper']:,} CPU-min here)")
+
+
 def _latest(results: Path) -> dict[str, dict]:
     rows = {}
     for line in results.read_text().splitlines() if results.exists() else []:
@@ -285,7 +348,7 @@ def _minutes(s: float) -> str:
     return f"{s / 60:.0f} min"
 
 
-def table(results: Path) -> str:
+def table(results: Path, runs: Path | None = None) -> str:
     rows = _latest(results)
     lines = [
         "## Reproduced results (Omniglot and sinusoid)",
@@ -295,34 +358,40 @@ def table(results: Path) -> str:
         "run by `python benchmarks/reproduce.py run CELL` on this 2-core CPU with one thread. "
         "Omniglot: Vinyals split, 1,000 fixed test episodes with 15 queries per class; sinusoid: "
         "600 fixed tasks, one adaptation step, 100 query points (the Meta-SGD protocol). "
-        "Mean ± 95% CI; CPU time is that of the training process.",
+        "Mean ± 95% CI; CPU time is that of the training process. *More training?* extrapolates "
+        "a power law fitted to the validation error of the second half of training (see "
+        "`outlook` in the script) to the paper's length, or to 10x our steps when the paper "
+        "states none.",
         "",
-        "| cell | ours | paper | difference | verdict | budget | train wall / CPU | commit | commands |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| cell | ours | paper | difference | verdict | more training? | budget | train wall / CPU | commit | commands |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in CELLS:
         r = rows.get(cell)
         if r is None:
             c = CELLS[cell]
             paper = "–" if c.paper != c.paper else f"{c.paper:g}" + (f" ± {c.paper_ci:g}" if c.paper_ci else "")
-            lines.append(f"| {cell} | not run yet | {paper} ({c.source}) | | | "
+            lines.append(f"| {cell} | not run yet | {paper} ({c.source}) | | | | "
                          f"{TRAININGS[CELLS[cell].training].budget} | | | `python benchmarks/reproduce.py run {cell}` |")
             continue
         paper = "–" if r["paper"] is None else f"{r['paper']:g}" + (
             f" ± {r['paper_ci95']:g}" if r["paper_ci95"] else "")
         diff = "" if r["difference"] is None else f"{r['difference']:+.2f}"
         curve = f" ([curve]({Path(r['curve']).relative_to('benchmarks')}))" if r.get("curve") else ""
+        more = ""
+        if runs is not None and r["verdict"] not in ("at or above the paper", "no paper figure"):
+            more = _outlook_text(outlook(r, runs / CELLS[cell].training))
         lines.append(
             f"| {cell} | **{r['value']:.2f} ± {r['ci95']:.2f}**{'' if r['unit'] == 'MSE' else ' %'} | "
-            f"{paper} ({r['source']}) | {diff} | {r['verdict']}{curve} | {r['budget']} "
+            f"{paper} ({r['source']}) | {diff} | {r['verdict']}{curve} | {more} | {r['budget']} "
             f"(checkpoint of step {r['checkpoint_step']}) | {_minutes(r['train_wall_s'])} / "
             f"{_minutes(r['train_cpu_s'])} | `{r['commit']}` | `{r['train_command']}`; "
             f"`{r['eval_command']}` |")
     return "\n".join(lines)
 
 
-def write_table(results: Path) -> None:
-    block = f"{START}\n{table(results)}\n{END}"
+def write_table(results: Path, runs: Path | None = None) -> None:
+    block = f"{START}\n{table(results, runs if runs is not None and runs.is_dir() else None)}\n{END}"
     text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
     if START in text:
         text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
@@ -389,6 +458,8 @@ def main() -> None:
     r.add_argument("--results", type=Path, default=RESULTS, help="results file to append to")
     t = sub.add_parser("table", help="write the table into benchmarks/RESULTS.md")
     t.add_argument("--results", type=Path, default=RESULTS)
+    t.add_argument("--runs", type=Path, default=ROOT / "runs" / "reproduce",
+                   help="run directories, for the learning-curve extrapolation (skipped when absent)")
     f = sub.add_parser("figure", help="draw the sinusoid figure")
     f.add_argument("--runs", type=Path, default=ROOT / "runs" / "reproduce")
     f.add_argument("--out", type=Path, default=FIGURES / "sinusoid_fig2.png")
@@ -399,7 +470,7 @@ def main() -> None:
             print(f"{name:28s} training {c.training:28s} paper {c.paper:g} ({c.source})")
         return
     if args.command == "table":
-        write_table(args.results)
+        write_table(args.results, args.runs)
         return
     if args.command == "figure":
         figure(args.runs, args.out)
