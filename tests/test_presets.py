@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -58,6 +60,13 @@ def test_recipes_match_the_papers():
     r = get_preset("reptile-omniglot-5w5s")
     assert r.data.k_shot == 10 and r.data.eval_shape()[1] == 5
     assert r.algorithm.options["outer_lr"] == 0.7 and r.algorithm.options["outer_lr_final"] == 0.0
+
+
+@pytest.mark.parametrize("name", [n for n in sorted(PRESETS) if re.search(r"-\d+w\d+s($|-)", n)])
+def test_validation_and_test_episodes_have_the_shape_in_the_name(name):
+    """A preset named ...-NwKs validates and tests on N-way K-shot, whatever it trains on."""
+    way, shot = map(int, re.search(r"-(\d+)w(\d+)s($|-)", name).groups()[:2])
+    assert get_preset(name).data.eval_shape()[:2] == (way, shot)
 
 
 def test_unknown_preset_suggests():

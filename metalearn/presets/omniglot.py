@@ -188,7 +188,7 @@ def baseline_omniglot_5w1s(head: str = "linear") -> RunConfig:
     plus = head == "cosine"
     return RunConfig(
         name="baseline-pp-omniglot-5w1s" if plus else "baseline-omniglot-5w1s",
-        data=_data(64, 1, 1), model=_conv4(None),
+        data=_data(64, 1, 1, eval_n_way=5), model=_conv4(None),
         algorithm=AlgorithmConfig("baseline", {"n_classes": 4112, "head": head,
                                                "finetune_steps": 100, "finetune_lr": 0.01}),
         train=TrainConfig(steps=20_000, meta_batch=1, lr=1e-3, val_every=1000,
