@@ -388,6 +388,10 @@ def table(results: Path, runs: Path | None = None) -> str:
             f"(checkpoint of step {r['checkpoint_step']}) | {_minutes(r['train_wall_s'])} / "
             f"{_minutes(r['train_cpu_s'])} | `{r['commit']}` | `{r['train_command']}`; "
             f"`{r['eval_command']}` |")
+    if (FIGURES / "sinusoid_fig2.png").exists():
+        lines += ["", "MAML paper Fig. 2 redrawn from the 10-shot runs (`python benchmarks/reproduce.py figure`): "
+                  "a test sine, its 10 support points, and MAML and the pretrained regressor before and after "
+                  "1 and 10 gradient steps.", "", "![sinusoid figure](figures/reproduce/sinusoid_fig2.png)"]
     return "\n".join(lines)
 
 
