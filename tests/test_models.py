@@ -120,3 +120,48 @@ def test_channels_last_path_equals_plain_path():
     ref.load_state_dict(rgb.state_dict())
     x = torch.randn(2, 3, 84, 84)
     assert torch.allclose(rgb(x), ref(x), atol=1e-5)
+
+
+def _textbook_conv4(net: Conv4, x, n_support=None):
+    """Conv4 as the papers write it: convolution, normalisation, ReLU, then max-pooling."""
+    for conv, norm in zip(net.convs, net.norms):
+        x = nn.functional.max_pool2d(torch.relu(norm(conv(x), n_support)), 2)
+    return net.head(x.flatten(1)) if net.head is not None else x.flatten(1)
+
+
+def _textbook_resblock(block, x, n_support=None):
+    h = x
+    for i, (conv, norm) in enumerate(zip(block.convs, block.norms)):
+        h = norm(conv(h), n_support)
+        if i < 2:
+            h = nn.functional.leaky_relu(h, 0.1)
+    h = nn.functional.leaky_relu(h + block.shortcut_norm(block.shortcut(x), n_support), 0.1)
+    return nn.functional.max_pool2d(h, 2)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("norm", ["transductive", "task", "none", "group"])
+def test_conv4_and_resnet12_are_the_textbook_function(norm, channels_last):
+    """Conv4 and ResNet-12 apply the (monotone) activation after max-pooling, and Conv4's
+    channels-last path folds the first block's batch norm into its convolution: same outputs,
+    gradients and second-order gradients as conv, norm, activation, pool, in float64."""
+    torch.manual_seed(0)
+    conv4 = Conv4(1, hidden=6, out_features=3, norm=norm, channels_last=channels_last).double()
+    with torch.no_grad():  # non-trivial affine parameters, one negative scale
+        for p in conv4.norms.parameters():
+            p.copy_(torch.randn_like(p))
+    block = ResNet12(3, (4, 4, 6, 6), norm=norm).double().blocks[0]
+    cases = [(conv4, conv4, _textbook_conv4, torch.randn(7, 1, 28, 28, dtype=torch.float64)),
+             (block, block, _textbook_resblock, torch.randn(5, 3, 12, 12, dtype=torch.float64))]
+    for module, arg, textbook, x in cases:
+        params = [p for p in module.parameters()]
+        fast, ref = module(x, 2), textbook(arg, x, 2)
+        assert torch.allclose(fast, ref, atol=1e-12)
+        v = [torch.randn_like(p) for p in params]
+        out = []
+        for y in (fast, ref):
+            g = torch.autograd.grad(y.square().sum(), params, create_graph=True)
+            hv = torch.autograd.grad(sum((a * b).sum() for a, b in zip(g, v)), params)
+            out.append((g, hv))
+        for a, b in zip(out[0][0] + out[0][1], out[1][0] + out[1][1]):
+            assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)

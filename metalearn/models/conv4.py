@@ -4,7 +4,8 @@ Finn, Abbeel and Levine, "Model-Agnostic Meta-Learning for Fast Adaptation of De
 ICML 2017; Snell, Swersky and Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017;
 Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016.
 
-Each block is a 3x3 convolution (padding 1), normalisation, ReLU and 2x2 max-pooling. The
+Each block is a 3x3 convolution (padding 1), normalisation, ReLU and 2x2 max-pooling (computed
+as pooling then ReLU, which is the same function, see :meth:`Conv4.features`). The
 standard widths are 64 filters for Omniglot (28x28) and 32 for mini-ImageNet (84x84).
 """
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.models.heads import Backbone
-from metalearn.models.norm import check_norm, make_norm
+from metalearn.models.norm import BatchStatNorm, check_norm, make_norm
 
 
 def supports_channels_last(x: Tensor) -> bool:
@@ -45,6 +46,62 @@ def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(n * h * w, c_in * 9)
     w2d = weight.reshape(c_out, c_in * 9).t()
     y = cols @ w2d if bias is None else torch.addmm(bias, cols, w2d)
+    return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
+
+
+class _ChannelsLastGrad(torch.autograd.Function):
+    """Identity whose backward returns the gradient channels-last.
+
+    The last block's output is ``(N, C, 1, 1)``, where NCHW and channels-last strides coincide;
+    the gradient coming back through ``flatten`` would then be taken for NCHW, and every
+    backward kernel below it would run in NCHW (slower) and end in a full-size layout copy.
+    The backward is itself differentiable (second-order MAML).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
+                       n_support: int | None = None) -> Tensor:
+    """3x3 convolution (padding 1) then batch-statistics normalisation, as one matrix product.
+
+    The convolution is linear in the unfolded input patches ``p`` (``C_in * 9`` values each), so
+    the batch mean and (biased) variance of output channel ``c`` are ``w_c . mean(p) + b_c``
+    and ``w_c^T Cov(p) w_c``: they come from the patches' small mean vector and covariance
+    matrix, and the normalisation folds into the weights and bias of the product. The result is
+    the function ``norm(conv(x))`` (statistics of all rows, or of the support rows with
+    ``norm="task"``), gradients of any order included, without the normalisation's passes over
+    the full-resolution output: the first block, whose output is the largest, is about 1.4x
+    faster forward + backward on CPU.
+
+    Shapes:
+        ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``
+        (channels-last).
+    """
+    n, c_in, h, w = x.shape
+    c_out, k = weight.shape[0], c_in * 9
+    # a column of ones carries the shift, so one plain product writes the output (addmm would
+    # first fill the full-size output with the broadcast bias)
+    cols = torch.cat([F.unfold(x, 3, padding=1), x.new_ones(n, 1, h * w)], 1)
+    cols = cols.transpose(1, 2).reshape(n * h * w, k + 1)
+    rows = n if not (norm.support_stats and n_support is not None and n_support < n) else n_support
+    stats = cols[: rows * h * w, :k]
+    mu = stats.mean(0)
+    centred = stats - mu
+    cov = centred.t() @ centred / stats.shape[0]
+    w2d = weight.reshape(c_out, k)
+    mean = w2d @ mu if bias is None else w2d @ mu + bias
+    var = ((w2d @ cov) * w2d).sum(1)
+    scale = norm.weight * torch.rsqrt(var + norm.eps)
+    # (bias - mean) keeps the conv bias in the graph: its gradient is 0, as through batch norm
+    shift = norm.bias + ((bias - mean) if bias is not None else -mean) * scale
+    y = cols @ torch.cat([w2d * scale[:, None], shift[:, None]], 1).t()
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
@@ -98,14 +155,21 @@ class Conv4(Backbone):
         cl = self.channels_last
         cl = (cl or (cl is None and x.device.type == "cpu")) and supports_channels_last(x)
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
-            if cl and i == 0 and conv.in_channels <= 4:
-                x = conv3x3_matmul(x, conv.weight, conv.bias)
+            first = cl and i == 0 and conv.in_channels <= 4
+            if first and isinstance(norm, BatchStatNorm):
+                x = conv3x3_batch_norm(x, conv.weight, conv.bias, norm, n_support)
             else:
-                x = conv(x)
-            if cl:
-                # oneDNN picks the layout from the input's; a 1-channel input is ambiguous and
-                # would keep the whole network in NCHW, where pooling and batch norm are ~10x
-                # slower on CPU. A no-op once the activations are channels-last.
-                x = x.contiguous(memory_format=torch.channels_last)
-            x = F.max_pool2d(F.relu(norm(x, n_support)), 2)
+                x = conv3x3_matmul(x, conv.weight, conv.bias) if first else conv(x)
+                if cl:
+                    # oneDNN picks the layout from the input's; a 1-channel input is ambiguous
+                    # and would keep the whole network in NCHW, where pooling and batch norm
+                    # are ~10x slower on CPU. A no-op once the activations are channels-last.
+                    x = x.contiguous(memory_format=torch.channels_last)
+                x = norm(x, n_support)
+            # ReLU after the pooling: relu and max commute (relu is monotone), so output and
+            # gradients (first and second order) are those of normalise-ReLU-pool, with the ReLU
+            # and its backward on a 4x smaller tensor (about 1.25x on Conv4's forward+backward)
+            x = F.relu(F.max_pool2d(x, 2))
+        if cl:
+            x = _ChannelsLastGrad.apply(x)
         return x.flatten(1)

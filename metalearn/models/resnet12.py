@@ -38,8 +38,8 @@ class ResBlock(nn.Module):
             h = norm(conv(h), n_support)
             if i < 2:
                 h = F.leaky_relu(h, 0.1)
-        h = F.leaky_relu(h + self.shortcut_norm(self.shortcut(x), n_support), 0.1)
-        return F.max_pool2d(h, 2)
+        # pool, then the (monotone) leaky ReLU: the same function as ReLU-then-pool, cheaper
+        return F.leaky_relu(F.max_pool2d(h + self.shortcut_norm(self.shortcut(x), n_support), 2), 0.1)
 
 
 class ResNet12(Backbone):
