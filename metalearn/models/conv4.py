@@ -49,24 +49,6 @@ def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
-class _ChannelsLastGrad(torch.autograd.Function):
-    """Identity whose backward returns the gradient channels-last.
-
-    The last block's output is ``(N, C, 1, 1)``, where NCHW and channels-last strides coincide;
-    the gradient coming back through ``flatten`` would then be taken for NCHW, and every
-    backward kernel below it would run in NCHW (slower) and end in a full-size layout copy.
-    The backward is itself differentiable (second-order MAML).
-    """
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.contiguous(memory_format=torch.channels_last)
-
-
 def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
                        n_support: int | None = None) -> Tensor:
     """3x3 convolution (padding 1) then batch-statistics normalisation, as one matrix product.
@@ -170,6 +152,4 @@ class Conv4(Backbone):
             # gradients (first and second order) are those of normalise-ReLU-pool, with the ReLU
             # and its backward on a 4x smaller tensor (about 1.25x on Conv4's forward+backward)
             x = F.relu(F.max_pool2d(x, 2))
-        if cl:
-            x = _ChannelsLastGrad.apply(x)
         return x.flatten(1)
