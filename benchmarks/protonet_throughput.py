@@ -1,4 +1,4 @@
-"""ProtoNet training throughput (episodes/s) vs easyfsl 1.5 PrototypicalNetworks, same backbone.
+"""ProtoNet training throughput (episodes/s) vs easyfsl 1.5 PrototypicalNetworks, same architecture.
 
 Settings (issue 4): Conv4 (64 filters, batch norm with batch statistics) on Omniglot-shaped
 images (1x28x28), 5-way 1-shot 15-query and 60-way 5-shot 5-query; one episode per Adam step.
@@ -9,7 +9,10 @@ A training step is: sample an episode, loss, backward, Adam step.
   the backbone channels-last on CPU; the model is not converted).
 - easyfsl: ``PrototypicalNetworks(backbone)``: ``process_support_set`` + ``forward`` +
   cross-entropy, as in its README; its episodes are sampled beforehand (not timed), so its
-  data path costs it nothing here.
+  data path costs it nothing here. Its backbone is the same Conv4 architecture built from
+  ``torch.nn`` layers (conv, ``BatchNorm2d``, ReLU, max-pool), as its users build it: easyfsl
+  ships no Conv4. (Runs before 2026-11-22 06:00 gave easyfsl metalearn's own Conv4, so they
+  compared the ProtoNet code around one shared backbone implementation.)
 
 Two comparisons, each interleaved round by round (medians over rounds):
 1. *users' way*: each library in its own process as its users run it: easyfsl in
@@ -62,6 +65,20 @@ def _backbone():
     return Conv4(in_channels=1, hidden=64, norm="transductive")
 
 
+def _torch_conv4():
+    """The same Conv4 written with torch.nn layers, as easyfsl's users write it (easyfsl ships
+    no Conv4; its README passes any ``nn.Module`` backbone). In training mode ``BatchNorm2d``
+    normalises with the batch statistics, the same function as metalearn's ``transductive``."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    layers = []
+    for c_in in (1, 64, 64, 64):
+        layers += [nn.Conv2d(c_in, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2)]
+    return nn.Sequential(*layers, nn.Flatten())
+
+
 class _Metalearn:
     def __init__(self, dataset, way, shot, query):
         import torch
@@ -94,7 +111,7 @@ class _Easyfsl:
         from metalearn.data import EpisodeSampler
 
         easyfsl = import_easyfsl()
-        self.model = easyfsl.methods.PrototypicalNetworks(_backbone())
+        self.model = easyfsl.methods.PrototypicalNetworks(_torch_conv4())
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         sampler = EpisodeSampler(dataset, way, shot, query, seed=0)
         self.episodes = [sampler.sample() for _ in range(8)]
@@ -192,11 +209,11 @@ def main() -> None:
         med = {k: statistics.median(v) for k, v in users.items()}
         extra = {"setting": setting, "rounds": args.rounds, "per_round": users}
         record(f"protonet_train_{setting}_users_way", med["metalearn"], "episodes/s",
-               baseline="easyfsl 1.5 PrototypicalNetworks (own venv, default allocator)",
+               baseline="easyfsl 1.5 PrototypicalNetworks, torch.nn Conv4 (own venv, default allocator)",
                baseline_value=med["easyfsl"], extra=extra)
         s_med = {k: statistics.median(same[k]) for k in ("metalearn", "easyfsl")}
         record(f"protonet_train_{setting}_same_process", s_med["metalearn"], "episodes/s",
-               baseline="easyfsl 1.5 PrototypicalNetworks (same process, default allocator)",
+               baseline="easyfsl 1.5 PrototypicalNetworks, torch.nn Conv4 (same process, default allocator)",
                baseline_value=s_med["easyfsl"],
                extra={"setting": setting, "rounds": args.rounds,
                       "per_round": {k: same[k] for k in ("metalearn", "easyfsl")}})
