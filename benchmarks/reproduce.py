@@ -113,13 +113,13 @@ TRAININGS: dict[str, Training] = {
     "meta-sgd-omniglot-5w1s": Training("meta-sgd-omniglot-5w1s", ("train.steps=1200", "train.val_every=200",
                                                                   "train.checkpoint_every=50"),
                                        "1,200 of MAML's 60,000 meta-iterations (about 30 CPU-minutes)", 60_000),
-    "anil-omniglot-20w1s": Training("anil-omniglot-20w1s", ("train.steps=800", "train.val_every=100",
+    "anil-omniglot-20w1s": Training("anil-omniglot-20w1s", ("train.steps=600", "train.val_every=100",
                                                             "train.checkpoint_every=50"),
-                                    "800 of the paper's 60,000 meta-iterations (about 30 CPU-minutes)", 60_000),
-    "reptile-omniglot-5w1s": Training("reptile-omniglot-5w1s", ("train.steps=800", "algorithm.anneal_steps=800",
+                                    "600 of the paper's 60,000 meta-iterations (about 16 CPU-minutes)", 60_000),
+    "reptile-omniglot-5w1s": Training("reptile-omniglot-5w1s", ("train.steps=600", "algorithm.anneal_steps=600",
                                                                 "train.val_every=100", "train.checkpoint_every=50"),
-                                      "800 of the paper's 100,000 meta-iterations, meta step annealed over them "
-                                      "(about 30 CPU-minutes)", 100_000),
+                                      "600 of the paper's 100,000 meta-iterations, meta step annealed over them "
+                                      "(about 18 CPU-minutes)", 100_000),
     "matching-omniglot-5w1s": Training("matching-omniglot-5w1s", ("train.steps=10000",),
                                        "10,000 episodes (the paper gives no length)"),
     "relation-omniglot-5w1s": Training("relation-omniglot-5w1s", ("train.steps=4000", "train.step_size=1000",
