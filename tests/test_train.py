@@ -148,6 +148,17 @@ def test_checkpoint_from_another_model_is_refused():
 # ---------------------------------------------------------------- the loop
 
 
+def test_training_without_matplotlib_skips_only_the_png(tmp_path, monkeypatch, capsys):
+    """matplotlib is an extra: without it a run completes, says how to get the PNG, keeps metrics."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` raises ImportError
+    result = train(tiny_config(), tmp_path / "run", quiet=True)
+    assert result.steps == 8 and (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (tmp_path / "run" / "learning_curve.png").exists()
+    assert "pip install 'metalearn[train]'" in capsys.readouterr().err
+
+
 def test_run_directory_contents(tmp_path):
     result = train(tiny_config(), tmp_path / "run", quiet=True)
     run = tmp_path / "run"

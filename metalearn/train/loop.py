@@ -293,7 +293,11 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         if logger is not None:
             logger.close()
     if main:
-        plot_learning_curve(run_dir, title=cfg.name)
+        try:
+            plot_learning_curve(run_dir, title=cfg.name)
+        except ImportError:  # matplotlib is in the [train] extra, not a core dependency
+            print(f"{cfg.name}: learning_curve.png not drawn: matplotlib is not installed "
+                  "(pip install 'metalearn[train]'); metrics.jsonl holds the curve", file=sys.stderr)
     ranks.barrier()  # on return, on every rank, rank 0's files are complete (e.g. to resume)
     return TrainResult(run_dir, step, best_step, best, metrics, time.perf_counter() - start_time)
 
