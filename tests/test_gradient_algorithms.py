@@ -175,11 +175,12 @@ def test_reptile_outer_lr_is_annealed_linearly():
         algo.step += 1
     assert seen == [1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
     batched = {}
-    for mode in ("loop", "vmap"):
+    for mode in ("loop", "vmap", "threads"):
         torch.manual_seed(0)
         a = Reptile(Conv4(1, hidden=4, out_features=3), ReptileConfig(inner_lr=0.3, task_mode=mode))
         batched[mode] = meta_grads(a, image_batch())[1]
     assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(batched["loop"], batched["vmap"]))
+    assert all(torch.allclose(x, y, atol=1e-6) for x, y in zip(batched["loop"], batched["threads"]))
 
 
 def sinusoid_batch(g, n_tasks, k=10, n_query=10):

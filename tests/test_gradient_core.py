@@ -131,6 +131,56 @@ def test_vmap_equals_loop_with_batch_norm(name, first_order, norm):
         assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
 
 
+@pytest.fixture
+def two_threads():
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("name", sorted(ALGOS))
+@pytest.mark.parametrize("first_order", [False, True])
+def test_threads_equal_loop(name, first_order, two_threads):
+    """Tasks spread over threads (each with a private copy of the module) give the serial
+    loop's loss, metrics and meta-gradients; the serial loop runs single-threaded too, so the
+    kernels are the same and the results agree to rounding of the mean over tasks."""
+    batch = image_batch(n_tasks=5)
+    results = {}
+    for mode in ("threads", "loop"):
+        torch.manual_seed(0)
+        net = Conv4(1, hidden=6, out_features=3, norm="task")
+        algo = ALGOS[name](net, inner_lr=0.3, inner_steps=2, first_order=first_order, task_mode=mode)
+        if mode == "loop":
+            torch.set_num_threads(1)
+        results[mode] = meta_grads(algo, batch)
+        torch.set_num_threads(2)
+    (l1, g1, m1), (l2, g2, m2) = results["threads"], results["loop"]
+    assert torch.allclose(l1, l2, atol=1e-6) and m1 == pytest.approx(m2)
+    for a, b in zip(g1, g2):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), (a - b).abs().max()
+    assert torch.get_num_threads() == 2  # the intra-op setting is restored after the map
+
+
+def test_threads_is_the_cpu_default_for_conv_backbones_and_carries_grad_mode(two_threads):
+    from metalearn.algorithms.functional import resolve_mode
+
+    cpu = torch.device("cpu")
+    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "threads"
+    assert resolve_mode("auto", cpu, MLP(1, (4,), 1)) == "vmap"
+    torch.set_num_threads(1)
+    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "loop"
+    torch.set_num_threads(2)
+    algo = MAML(Conv4(1, hidden=4, out_features=3), MAMLConfig(task_mode="threads"))
+    with torch.no_grad():
+        loss, _ = algo.meta_loss(image_batch(n_tasks=3))
+    assert not loss.requires_grad
+    bad = image_batch(n_tasks=3)
+    bad.support_x[1, 0, 0, 0, 0] = float("nan")
+    with pytest.raises(FloatingPointError, match="task 1"):
+        algo.meta_loss(bad)
+
+
 def test_vmap_chunks_equal_full_vmap():
     batch = image_batch(n_tasks=4)
     out = []

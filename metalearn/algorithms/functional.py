@@ -7,7 +7,9 @@ used by meta-training and by ``adapt``. A per-task function (adapt, then measure
 and its meta-gradient) is mapped over the task dimension of an :class:`EpisodeBatch` by
 :func:`over_tasks`, either with ``torch.func.vmap`` or with a Python loop: same results (tested),
 different speed. ``vmap`` turns per-task weights into grouped convolutions, which pays on a GPU
-and is about 2x slower on a CPU, so ``mode="auto"`` picks the loop on CPU and vmap on CUDA.
+and is about 2x slower on a CPU, so ``mode="auto"`` picks vmap on CUDA and, on a CPU, the loop
+spread over a pool of threads (``"threads"``: each task runs single-threaded, several at once,
+which uses the cores better than one task at a time with multi-threaded kernels).
 
 Meta-gradients are computed per task inside the mapped function (``vmap(vjp(...))``, never
 autograd through a vmapped inner ``autograd.grad``: that combination gives wrong second-order
@@ -19,8 +21,11 @@ memory at one task's worth.
 
 from __future__ import annotations
 
+import copy
 import inspect
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -38,7 +43,7 @@ Forward = Callable[..., Tensor]
 Differentiate = Callable[..., Callable[[Params], tuple[Params, Any]]]
 """``differentiate(fn, create_graph) -> (params -> (grads, aux))`` for ``fn(params) -> (loss, aux)``."""
 
-MODES = ("auto", "loop", "vmap")
+MODES = ("auto", "loop", "threads", "vmap")
 
 
 def task_loss(outputs: Tensor, targets: Tensor) -> Tensor:
@@ -70,14 +75,25 @@ def make_forward(module: nn.Module) -> Forward:
 
     ``n_support`` is passed on only to modules whose ``forward`` accepts it (the metalearn
     backbones, for ``norm="task"``). Buffers of the module are used as they are.
+
+    ``functional_call`` swaps the given tensors into the module while it runs, so calls from
+    other threads (task mode ``"threads"``) each use a private copy of the module's structure,
+    made once per thread and always given every parameter, so its own copies are never read.
     """
     takes_n_support = "n_support" in inspect.signature(module.forward).parameters
     buffers = dict(module.named_buffers())
+    owner = threading.get_ident()
+    local = threading.local()
 
     def forward(params: Params, x: Tensor, n_support: int | None = None) -> Tensor:
         kwargs = {"n_support": n_support} if takes_n_support and n_support is not None else {}
         state = {**buffers, **params} if buffers else params
-        return functional_call(module, state, (x,), kwargs)
+        if threading.get_ident() == owner:
+            return functional_call(module, state, (x,), kwargs)
+        replica = getattr(local, "module", None)
+        if replica is None:
+            replica = local.module = copy.deepcopy(module)
+        return functional_call(replica, {**dict(module.named_parameters()), **state}, (x,), kwargs)
 
     return forward
 
@@ -230,11 +246,13 @@ def _rebuild(tree: Any, flat: Iterator[Tensor]) -> Any:
 def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = None) -> str:
     """Map ``"auto"`` to the faster task mode for ``device`` and ``module``; validate the rest.
 
-    ``"vmap"`` on CUDA. On CPU, ``"loop"`` for convolutional backbones (per-task convolutions
-    are already large enough to use the cores; vmap's batched kernels were slower here, see
-    benchmarks/maml_throughput.py) and ``"vmap"`` for small fully connected ones such as the
-    sinusoid MLP, where per-task Python overhead dominates (vmap was 2.2x faster for MAML on
-    5-shot sinusoids with meta-batch 25). Without ``module``, CPU gets ``"loop"``.
+    ``"vmap"`` on CUDA. On CPU, ``"threads"`` for convolutional backbones (per-task
+    convolutions are large enough to keep a core busy; vmap's batched kernels were slower here,
+    and one task per core beat one task at a time on all cores by 1.15-1.2x for second-order
+    MAML, see benchmarks/maml_throughput.py; ``"loop"`` when torch uses one thread) and
+    ``"vmap"`` for small fully connected ones such as the sinusoid MLP, where per-task Python
+    overhead dominates (vmap was 2.2x faster for MAML on 5-shot sinusoids with meta-batch 25).
+    Without ``module``, CPU gets ``"threads"`` (or ``"loop"``).
     """
     if mode not in MODES:
         raise ValueError(f"unknown task mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -245,7 +263,7 @@ def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = Non
                 isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, BatchStatNorm))
                 for m in module.modules()):
             return "vmap"
-        return "loop"
+        return "threads" if torch.get_num_threads() > 1 else "loop"
     return mode
 
 
@@ -273,7 +291,47 @@ def over_tasks(fn: Callable[..., Any], tensors: Sequence[Tensor], mode: str,
     if mode == "vmap":
         return vmap(fn, chunk_size=chunk_size)(*tensors)
     n = tensors[0].shape[0]
+    workers = min(torch.get_num_threads(), n) if mode == "threads" else 1
+    if workers > 1:
+        return _stack(_thread_map(fn, tensors, n, workers))
     return _stack([fn(*(t[i] for t in tensors)) for i in range(n)])
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _thread_pool(workers: int) -> ThreadPoolExecutor:
+    """The process's task-thread pool, (re)built for ``workers`` threads."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL._max_workers != workers:
+            if _POOL is not None:
+                _POOL.shutdown(wait=True)
+            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task")
+        return _POOL
+
+
+def _thread_map(fn: Callable[..., Any], tensors: Sequence[Tensor], n: int, workers: int) -> list[Any]:
+    """``[fn(task i) for i in range(n)]`` on ``workers`` threads, one intra-op thread each.
+
+    Each task is computed by exactly the operations of the serial loop, so results are those of
+    ``"loop"`` run with one thread; autograd is thread-safe for independent graphs, and the
+    grad mode of the calling thread is carried into the workers (it is thread-local).
+    """
+    grad_enabled = torch.is_grad_enabled()
+
+    def run(i: int) -> Any:
+        torch.set_num_threads(1)
+        with torch.set_grad_enabled(grad_enabled):
+            return fn(*(t[i] for t in tensors))
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return list(_thread_pool(workers).map(run, range(n)))
+    finally:
+        torch.set_num_threads(previous)
 
 
 def attach_gradients(value: Tensor, params: Iterable[Tensor], grads: Iterable[Tensor]) -> Tensor:
