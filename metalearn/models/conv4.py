@@ -49,6 +49,32 @@ def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
+class _MaxPool2x2(torch.autograd.Function):
+    """2x2 max-pooling that keeps only the argmax indices for its backward.
+
+    ``F.max_pool2d`` saves its whole input as well, although its gradient needs the indices
+    alone (the input tensor only gives the shape and memory format): here the backward gets an
+    uninitialised stand-in of the same shape and strides, which it never reads, so a task's
+    graph holds a third of the pooling memory. The backward is itself differentiable (it is
+    ``max_pool2d_with_indices_backward``, linear in the incoming gradient), as second-order
+    MAML needs.
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        out, indices = torch.ops.aten.max_pool2d_with_indices(x, [2, 2], [2, 2])
+        ctx.save_for_backward(indices)
+        ctx.like = (x.shape, x.stride())
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (indices,) = ctx.saved_tensors
+        like = torch.empty_strided(*ctx.like, dtype=grad.dtype, device=grad.device)
+        return torch.ops.aten.max_pool2d_with_indices_backward(
+            grad, like, [2, 2], [2, 2], [0, 0], [1, 1], False, indices)
+
+
 def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
                        n_support: int | None = None) -> Tensor:
     """3x3 convolution (padding 1) then batch-statistics normalisation, as one matrix product.
@@ -151,5 +177,5 @@ class Conv4(Backbone):
             # ReLU after the pooling: relu and max commute (relu is monotone), so output and
             # gradients (first and second order) are those of normalise-ReLU-pool, with the ReLU
             # and its backward on a 4x smaller tensor (about 1.25x on Conv4's forward+backward)
-            x = F.relu(F.max_pool2d(x, 2))
+            x = F.relu(_MaxPool2x2.apply(x) if cl else F.max_pool2d(x, 2))
         return x.flatten(1)
