@@ -166,10 +166,11 @@ def test_threads_is_the_cpu_default_for_conv_backbones_and_carries_grad_mode(two
     from metalearn.algorithms.functional import resolve_mode
 
     cpu = torch.device("cpu")
-    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "threads"
-    assert resolve_mode("auto", cpu, MLP(1, (4,), 1)) == "vmap"
+    assert resolve_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "threads"
+    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "loop"  # first order: no gain
+    assert resolve_mode("auto", cpu, MLP(1, (4,), 1), second_order=True) == "vmap"
     torch.set_num_threads(1)
-    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "loop"
+    assert resolve_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "loop"
     torch.set_num_threads(2)
     algo = MAML(Conv4(1, hidden=4, out_features=3), MAMLConfig(task_mode="threads"))
     with torch.no_grad():

@@ -49,9 +49,10 @@ def test_auto_task_mode_picks_vmap_for_fully_connected_nets_on_cpu():
 
     cpu = torch.device("cpu")
     assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1)) == "vmap"
-    per_task = "threads" if torch.get_num_threads() > 1 else "loop"  # a loop, on all cores
-    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1, norm="transductive")) == per_task
-    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4, out_features=2)) == per_task
-    assert resolve_mode("auto", cpu) == per_task
+    per_task = "threads" if torch.get_num_threads() > 1 else "loop"  # second order: on all cores
+    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1, norm="transductive")) == "loop"
+    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4, out_features=2)) == "loop"
+    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4), second_order=True) == per_task
+    assert resolve_mode("auto", cpu) == "loop"
     assert resolve_mode("auto", torch.device("cuda"), Conv4(in_channels=1, hidden=4)) == "vmap"
     assert resolve_mode("loop", cpu, MLP(1, [8], 1)) == "loop"

@@ -7,9 +7,10 @@ used by meta-training and by ``adapt``. A per-task function (adapt, then measure
 and its meta-gradient) is mapped over the task dimension of an :class:`EpisodeBatch` by
 :func:`over_tasks`, either with ``torch.func.vmap`` or with a Python loop: same results (tested),
 different speed. ``vmap`` turns per-task weights into grouped convolutions, which pays on a GPU
-and is about 2x slower on a CPU, so ``mode="auto"`` picks vmap on CUDA and, on a CPU, the loop
-spread over a pool of threads (``"threads"``: each task runs single-threaded, several at once,
-which uses the cores better than one task at a time with multi-threaded kernels).
+and is about 2x slower on a CPU, so ``mode="auto"`` picks vmap on CUDA and, on a CPU, the loop,
+spread over a pool of threads for second-order meta-gradients (``"threads"``: each task runs
+single-threaded, several at once, which uses the cores better than one task at a time with
+multi-threaded kernels).
 
 Meta-gradients are computed per task inside the mapped function (``vmap(vjp(...))``, never
 autograd through a vmapped inner ``autograd.grad``: that combination gives wrong second-order
@@ -243,16 +244,19 @@ def _rebuild(tree: Any, flat: Iterator[Tensor]) -> Any:
     return type(tree)(_rebuild(v, flat) for v in tree)
 
 
-def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = None) -> str:
+def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = None,
+                 second_order: bool = False) -> str:
     """Map ``"auto"`` to the faster task mode for ``device`` and ``module``; validate the rest.
 
-    ``"vmap"`` on CUDA. On CPU, ``"threads"`` for convolutional backbones (per-task
-    convolutions are large enough to keep a core busy; vmap's batched kernels were slower here,
-    and one task per core beat one task at a time on all cores by 1.15-1.2x for second-order
-    MAML, see benchmarks/maml_throughput.py; ``"loop"`` when torch uses one thread) and
-    ``"vmap"`` for small fully connected ones such as the sinusoid MLP, where per-task Python
-    overhead dominates (vmap was 2.2x faster for MAML on 5-shot sinusoids with meta-batch 25).
-    Without ``module``, CPU gets ``"threads"`` (or ``"loop"``).
+    ``"vmap"`` on CUDA. On CPU, for convolutional backbones (per-task convolutions are large
+    enough to keep a core busy; vmap's batched kernels were slower here), ``"threads"`` when the
+    meta-gradient is ``second_order`` and torch uses several threads, else ``"loop"``: with one
+    task per core, second-order MAML ran 1.1-1.2x faster than one task at a time on all cores,
+    while first-order MAML gained under 3% and, holding two tasks' graphs at once, peaked 25%
+    higher in memory (benchmarks/maml_throughput.py). ``"vmap"`` for small fully connected
+    backbones such as the sinusoid MLP, where per-task Python overhead dominates (vmap was 2.2x
+    faster for MAML on 5-shot sinusoids with meta-batch 25). Without ``module``, CPU is treated
+    as convolutional.
     """
     if mode not in MODES:
         raise ValueError(f"unknown task mode {mode!r}; choose one of {', '.join(MODES)}")
@@ -263,7 +267,7 @@ def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = Non
                 isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, BatchStatNorm))
                 for m in module.modules()):
             return "vmap"
-        return "threads" if torch.get_num_threads() > 1 else "loop"
+        return "threads" if second_order and torch.get_num_threads() > 1 else "loop"
     return mode
 
 

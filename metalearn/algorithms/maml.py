@@ -65,8 +65,9 @@ class MAMLConfig:
     first_order: bool = False
     """Drop second-order terms (FOMAML): inner gradients are treated as constants."""
     task_mode: str = "auto"
-    """How tasks are mapped: ``loop``, ``vmap``, or ``auto`` (vmap on CUDA and for fully
-    connected backbones on CPU; loop for convolutional ones on CPU)."""
+    """How tasks are mapped: ``loop``, ``threads`` (the loop on a pool of CPU threads, one task
+    per core), ``vmap``, or ``auto`` (vmap on CUDA and for fully connected backbones on CPU;
+    for convolutional ones on CPU, threads for second-order meta-gradients, else the loop)."""
     chunk_size: int | None = None
     """With vmap, tasks per vectorised call (bounds memory); ``None``: all at once."""
 
@@ -170,7 +171,8 @@ class MAML(nn.Module):
         meta = self._meta()
         leaves = [*meta[0].values(), *meta[1].values()]
         need_grad = torch.is_grad_enabled() and any(p.requires_grad for p in leaves)
-        mode = resolve_mode(self.config.task_mode, batch.support_x.device, self.backbone)
+        mode = resolve_mode(self.config.task_mode, batch.support_x.device, self.backbone,
+                            second_order=need_grad and not self.config.first_order)
         tensors = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
         task = self._task(meta, need_grad, functorch=mode == "vmap")
         out = over_tasks(task, tensors, mode, self.config.chunk_size)
