@@ -286,7 +286,8 @@ def outlook(row: dict, run_dir: Path) -> dict | None:
     """What more training would give a classification cell, extrapolated from its validation curve.
 
     Fits a power law to the validation error, ``err(s) = c * s**-b``, by least squares in log-log
-    over the validation points of the second half of training (at least 3), then scales the test
+    over the validation points of the second half of training (the last 3 points when the second
+    half has fewer), then scales the test
     error of the evaluated checkpoint by the same law: ``test_err(S) = test_err * (S / s)**-b``
     with ``s`` the checkpoint's step. Reports the accuracy this predicts at the paper's length
     (or at 10x our steps when the paper gives none), the steps at which the paper's figure would
@@ -295,7 +296,9 @@ def outlook(row: dict, run_dir: Path) -> dict | None:
     """
     if row["unit"] == "MSE" or row.get("paper") is None:
         return None
-    curve = [(s, m) for s, m in _val_curve(run_dir) if s >= row["train_steps"] / 2 and m < 1.0]
+    full = [(s, m) for s, m in _val_curve(run_dir) if s > 0 and m < 1.0]
+    curve = [(s, m) for s, m in full if s >= row["train_steps"] / 2]
+    curve = curve if len(curve) >= 3 else full[-3:]  # short runs: the last three points
     if len(curve) < 3:
         return None
     xs = [math.log(s) for s, _ in curve]
