@@ -345,6 +345,20 @@ def _cmd_prepare(args) -> int:
     return 0
 
 
+def _exit_distributed(code: int) -> None:
+    """End a torchrun worker now that its work is done and its process group is destroyed.
+
+    At interpreter shutdown a rank occasionally aborted ("terminate called without an active
+    exception": a native thread of the collective backend still joinable when C++ static
+    destructors run), which made torchrun report a failed job after a complete run. Every file
+    is written and closed by then, so the rank flushes its output and leaves with ``os._exit``,
+    skipping that teardown.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metalearn`` command; returns the exit status.
 
@@ -376,7 +390,10 @@ def main(argv: list[str] | None = None) -> int:
     from metalearn.train.loop import NonFiniteLossError
 
     try:
-        return handlers[args.command](args)
+        code = handlers[args.command](args)
+        if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            _exit_distributed(code)
+        return code
     except (ConfigError, CheckpointError, AdaptInputError, FileNotFoundError, NotADirectoryError,
             PermissionError, ValueError) as e:
         if os.environ.get("METALEARN_DEBUG"):
