@@ -301,7 +301,8 @@ def over_tasks(fn: Callable[..., Any], tensors: Sequence[Tensor], mode: str,
     return _stack([fn(*(t[i] for t in tensors)) for i in range(n)])
 
 
-_POOL: ThreadPoolExecutor | None = None
+_POOL: tuple[ThreadPoolExecutor, int] | None = None
+"""The task-thread pool and its number of workers."""
 _POOL_LOCK = threading.Lock()
 
 
@@ -309,11 +310,11 @@ def _thread_pool(workers: int) -> ThreadPoolExecutor:
     """The process's task-thread pool, (re)built for ``workers`` threads."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL._max_workers != workers:
+        if _POOL is None or _POOL[1] != workers:
             if _POOL is not None:
-                _POOL.shutdown(wait=True)
-            _POOL = ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task")
-        return _POOL
+                _POOL[0].shutdown(wait=True)
+            _POOL = (ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task"), workers)
+        return _POOL[0]
 
 
 def _thread_map(fn: Callable[..., Any], tensors: Sequence[Tensor], n: int, workers: int) -> list[Any]:

@@ -379,10 +379,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import importlib.util
 
-    missing = [m for m in ("safetensors", "tqdm", "matplotlib") if importlib.util.find_spec(m) is None]
+    # core dependencies a broken install may lack (matplotlib is optional: without it a run
+    # skips its learning_curve.png and says so)
+    missing = [m for m in ("safetensors", "tqdm") if importlib.util.find_spec(m) is None]
     if missing and args.command in ("train", "eval", "adapt"):
         print(f"metalearn {args.command}: error: needs {', '.join(missing)}: "
-              "pip install 'metalearn[train]'", file=sys.stderr)
+              f"pip install {' '.join(missing)}", file=sys.stderr)
         return 2
     handlers = {"train": _cmd_train, "eval": _cmd_eval, "adapt": _cmd_adapt, "list": _cmd_list,
                 "prepare-data": _cmd_prepare}

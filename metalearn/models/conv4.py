@@ -31,6 +31,16 @@ def supports_channels_last(x: Tensor) -> bool:
     return True
 
 
+def _patches(x: Tensor, ones: bool = False) -> Tensor:
+    """The 3x3 patches (padding 1) of ``x`` ``(N, C, H, W)`` as rows ``(N*H*W, C*9)``, in
+    channels-last order; ``ones`` appends a column of ones (a bias carried by the product)."""
+    n, _, h, w = x.shape
+    cols = F.unfold(x, 3, padding=1)
+    if ones:
+        cols = torch.cat([cols, x.new_ones(n, 1, h * w)], 1)
+    return cols.transpose(1, 2).reshape(n * h * w, cols.shape[1])
+
+
 def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """3x3 convolution (padding 1) as one matrix product, with a channels-last result.
 
@@ -43,7 +53,7 @@ def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     """
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    cols = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(n * h * w, c_in * 9)
+    cols = _patches(x)
     w2d = weight.reshape(c_out, c_in * 9).t()
     y = cols @ w2d if bias is None else torch.addmm(bias, cols, w2d)
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
@@ -99,8 +109,7 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     c_out, k = weight.shape[0], c_in * 9
     # a column of ones carries the shift, so one plain product writes the output (addmm would
     # first fill the full-size output with the broadcast bias)
-    cols = torch.cat([F.unfold(x, 3, padding=1), x.new_ones(n, 1, h * w)], 1)
-    cols = cols.transpose(1, 2).reshape(n * h * w, k + 1)
+    cols = _patches(x, ones=True)
     rows = n if not (norm.support_stats and n_support is not None and n_support < n) else n_support
     stats = cols[: rows * h * w, :k]
     mu = stats.mean(0)
