@@ -5,8 +5,8 @@ images (1x28x28), 5-way 1-shot 15-query and 60-way 5-shot 5-query; one episode p
 A training step is: sample an episode, loss, backward, Adam step.
 
 - metalearn: ``EpisodeSampler.sample_batch(1)`` (timed, inside the step), ``ProtoNet.meta_loss``,
-  plain Adam, as the ``metalearn train`` loop runs it (ProtoNet itself feeds image batches to
-  the backbone channels-last on CPU; the model is not converted).
+  Adam from ``meta_optimizer`` (fused), as the ``metalearn train`` loop runs it (ProtoNet
+  itself feeds image batches to the backbone channels-last on CPU; the model is not converted).
 - easyfsl: ``PrototypicalNetworks(backbone)``: ``process_support_set`` + ``forward`` +
   cross-entropy, as in its README; its episodes are sampled beforehand (not timed), so its
   data path costs it nothing here. Its backbone is the same Conv4 architecture built from
@@ -81,13 +81,13 @@ def _torch_conv4():
 
 class _Metalearn:
     def __init__(self, dataset, way, shot, query):
-        import torch
 
         from metalearn.algorithms import ProtoNet
         from metalearn.data import EpisodeSampler
+        from metalearn.train.loop import meta_optimizer
 
         self.algo = ProtoNet(_backbone())  # inputs go channels-last inside metalearn on CPU
-        self.opt = torch.optim.Adam(self.algo.parameters(), lr=1e-3)
+        self.opt = meta_optimizer(list(self.algo.parameters()), "adam", lr=1e-3)  # as `metalearn train`
         self.sampler = EpisodeSampler(dataset, way, shot, query, seed=0)
         self.sample_s: list[float] = []
 

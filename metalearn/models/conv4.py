@@ -88,8 +88,70 @@ class _MaxPool2x2(torch.autograd.Function):
             grad, like, [2, 2], [2, 2], [0, 0], [1, 1], False, indices)
 
 
+class _MatmulPoolReLU(torch.autograd.Function):
+    """``relu(max_pool2d(rows @ weight, 2))`` for the rows of ``n`` channels-last ``h x w`` images,
+    a few images at a time.
+
+    The first block's full-resolution output is the largest tensor of Conv4 (16 MiB for a
+    5-way 1-shot episode of 80 Omniglot images); written whole, every pass over it (the product,
+    pooling, the pooling's zero-filled gradient, the weight gradient's product) goes to main
+    memory. Chunks of about :data:`CHUNK_BYTES` stay in the cores' caches, and only the pooled
+    output, its argmax indices and the rows are kept for the backward (the full-resolution
+    output is never stored). The backward is made of differentiable operations (it is linear
+    in the incoming gradient for fixed argmax indices), so second-order gradients flow through
+    it. ReLU after pooling is the textbook conv, norm, ReLU, pool: both are monotone.
+    """
+
+    @staticmethod
+    def forward(ctx, rows: Tensor, weight: Tensor, n: int, h: int, w: int) -> Tensor:
+        c = weight.shape[1]
+        ho, wo = h // 2, w // 2
+        out = rows.new_empty(n, ho, wo, c).permute(0, 3, 1, 2)
+        idx = torch.empty(n, ho, wo, c, dtype=torch.long, device=rows.device).permute(0, 3, 1, 2)
+        step = _chunk_images(h * w * c * rows.element_size())
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            y = (rows[a * h * w:b * h * w] @ weight).view(b - a, h, w, c).permute(0, 3, 1, 2)
+            torch.ops.aten.max_pool2d_with_indices.out(y, [2, 2], [2, 2], [0, 0], [1, 1], False,
+                                                       out=out[a:b], indices=idx[a:b])
+            out[a:b].clamp_min_(0)
+        ctx.save_for_backward(rows, weight, idx, out)
+        ctx.dims = (n, h, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        rows, weight, idx, out = ctx.saved_tensors
+        n, h, w = ctx.dims
+        c = weight.shape[1]
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        step = _chunk_images(h * w * c * rows.element_size())
+        d_weight, d_rows = None, []
+        for a in range(0, n, step):
+            b = min(n, a + step)
+            like = grad.new_empty(b - a, h, w, c).permute(0, 3, 1, 2)  # shape and strides only
+            g = torch.ops.aten.max_pool2d_with_indices_backward(
+                grad[a:b], like, [2, 2], [2, 2], [0, 0], [1, 1], False, idx[a:b])
+            g = g.permute(0, 2, 3, 1).reshape((b - a) * h * w, c)
+            if ctx.needs_input_grad[1]:
+                part = rows[a * h * w:b * h * w].t() @ g
+                d_weight = part if d_weight is None else d_weight + part
+            if ctx.needs_input_grad[0]:
+                d_rows.append(g @ weight.t())
+        return (torch.cat(d_rows) if d_rows else None), d_weight, None, None, None
+
+
+CHUNK_BYTES = 2 << 20
+"""Size of the full-resolution slice that :class:`_MatmulPoolReLU` computes at once: about
+the L2 cache of a core; 1-4 MiB measured alike on Conv4's first block."""
+
+
+def _chunk_images(image_bytes: int) -> int:
+    return max(1, CHUNK_BYTES // image_bytes)
+
+
 def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
-                       n_support: int | None = None) -> Tensor:
+                       n_support: int | None = None, pool_relu: bool = False) -> Tensor:
     """3x3 convolution (padding 1) then batch-statistics normalisation, as one matrix product.
 
     The convolution is linear in the unfolded input patches ``p`` (``C_in * 9`` values each), so
@@ -99,11 +161,13 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     the function ``norm(conv(x))`` (statistics of all rows, or of the support rows with
     ``norm="task"``), gradients of any order included, without the normalisation's passes over
     the full-resolution output: the first block, whose output is the largest, is about 1.4x
-    faster forward + backward on CPU.
+    faster forward + backward on CPU. With ``pool_relu`` the result is
+    ``relu(max_pool2d(norm(conv(x)), 2))``, computed a few images at a time
+    (:class:`_MatmulPoolReLU`).
 
     Shapes:
-        ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``
-        (channels-last).
+        ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``,
+        or ``(N, C_out, H // 2, W // 2)`` with ``pool_relu`` (channels-last).
     """
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], c_in * 9
@@ -121,7 +185,10 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     scale = norm.weight * torch.rsqrt(var + norm.eps)
     # (bias - mean) keeps the conv bias in the graph: its gradient is 0, as through batch norm
     shift = norm.bias + ((bias - mean) if bias is not None else -mean) * scale
-    y = cols @ torch.cat([w2d * scale[:, None], shift[:, None]], 1).t()
+    folded = torch.cat([w2d * scale[:, None], shift[:, None]], 1).t()
+    if pool_relu:
+        return _MatmulPoolReLU.apply(cols, folded, n, h, w)
+    y = cols @ folded
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
@@ -177,15 +244,16 @@ class Conv4(Backbone):
         for i, (conv, norm) in enumerate(zip(self.convs, self.norms)):
             first = cl and i == 0 and conv.in_channels <= 4
             if first and isinstance(norm, BatchStatNorm):
-                x = conv3x3_batch_norm(x, conv.weight, conv.bias, norm, n_support)
-            else:
-                x = conv3x3_matmul(x, conv.weight, conv.bias) if first else conv(x)
-                if cl:
-                    # oneDNN picks the layout from the input's; a 1-channel input is ambiguous
-                    # and would keep the whole network in NCHW, where pooling and batch norm
-                    # are ~10x slower on CPU. A no-op once the activations are channels-last.
-                    x = x.contiguous(memory_format=torch.channels_last)
-                x = norm(x, n_support)
+                # conv, norm, pooling and ReLU in one, a few images at a time
+                x = conv3x3_batch_norm(x, conv.weight, conv.bias, norm, n_support, pool_relu=True)
+                continue
+            x = conv3x3_matmul(x, conv.weight, conv.bias) if first else conv(x)
+            if cl:
+                # oneDNN picks the layout from the input's; a 1-channel input is ambiguous
+                # and would keep the whole network in NCHW, where pooling and batch norm
+                # are ~10x slower on CPU. A no-op once the activations are channels-last.
+                x = x.contiguous(memory_format=torch.channels_last)
+            x = norm(x, n_support)
             # ReLU after the pooling: relu and max commute (relu is monotone), so output and
             # gradients (first and second order) are those of normalise-ReLU-pool, with the ReLU
             # and its backward on a 4x smaller tensor (about 1.25x on Conv4's forward+backward)
