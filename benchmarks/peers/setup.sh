@@ -50,13 +50,15 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PIP=("${NICE[@]}" "$VENV/bin/python" -m pip --disable-pip-version-check)
 
-echo "== torch $TORCH_VERSION (CPU), numpy, pillow"
+echo "== torch $TORCH_VERSION (CPU), numpy, pillow, safetensors"
 # The local mirror's find-links holds torch-2.13.0+cpu, which pip prefers over the PyPI (CUDA)
 # 2.13.0 because a local version label sorts higher; TORCH_WHEEL forces a given file.
+# safetensors: metalearn's own core dependency, for the same-process comparisons that import
+# metalearn (from the repo) in this venv.
 if [[ -n "${TORCH_WHEEL:-}" ]]; then
-    "${PIP[@]}" install -c "$CONSTRAINTS" "$TORCH_WHEEL" numpy pillow
+    "${PIP[@]}" install -c "$CONSTRAINTS" "$TORCH_WHEEL" numpy pillow safetensors
 else
-    "${PIP[@]}" install -c "$CONSTRAINTS" "torch==$TORCH_VERSION" numpy pillow
+    "${PIP[@]}" install -c "$CONSTRAINTS" "torch==$TORCH_VERSION" numpy pillow safetensors
 fi
 
 echo "== build tools (Cython 3)"
