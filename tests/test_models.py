@@ -171,27 +171,29 @@ def test_conv4_and_resnet12_are_the_textbook_function(norm, channels_last):
 def test_first_block_chunks_are_the_whole_batch(monkeypatch, h, w):
     """The fused first block (product, 2x2 max-pool, ReLU), computed a few images at a time with
     a ragged last chunk and odd sizes (pooling floors), equals the one-shot textbook function,
-    and its gradients of first and second order (rows included) pass gradcheck in float64."""
+    and its gradients of first and second order (patches included) pass gradcheck in float64."""
     from metalearn.models import conv4 as c4
 
     torch.manual_seed(0)
-    n, c = 5, 3
+    n, k, c = 5, 4, 3
     monkeypatch.setattr(c4, "CHUNK_BYTES", 2 * h * w * c * 8)  # 2 images per chunk: 2, 2, 1
-    rows = torch.randn(n * h * w, 4, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(4, c, dtype=torch.float64, requires_grad=True)
+    cols = torch.randn(n, k, h * w, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(k, c, dtype=torch.float64, requires_grad=True)
+    shift = torch.randn(c, dtype=torch.float64, requires_grad=True)
 
-    def fused(r, wt):
-        return c4._MatmulPoolReLU.apply(r, wt, n, h, w)
+    def fused(p, wt, b):
+        return c4._MatmulPoolReLU.apply(p, wt, b, h, w)
 
-    def textbook(r, wt):
-        y = (r @ wt).view(n, h, w, c).permute(0, 3, 1, 2)
+    def textbook(p, wt, b):
+        y = (p.transpose(1, 2) @ wt + b).view(n, h, w, c).permute(0, 3, 1, 2)
         return nn.functional.max_pool2d(torch.relu(y), 2)
 
-    assert torch.equal(fused(rows, weight), textbook(rows, weight))
-    assert fused(rows, weight).is_contiguous(memory_format=torch.channels_last)
-    assert torch.autograd.gradcheck(fused, (rows, weight))
-    assert torch.autograd.gradgradcheck(fused, (rows, weight))
+    inputs = (cols, weight, shift)
+    assert torch.allclose(fused(*inputs), textbook(*inputs), atol=1e-14)
+    assert fused(*inputs).is_contiguous(memory_format=torch.channels_last)
+    assert torch.autograd.gradcheck(fused, inputs)
+    assert torch.autograd.gradgradcheck(fused, inputs)
     g = torch.randn(n, c, h // 2, w // 2, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(fused(rows, weight), (rows, weight), g),
-                    torch.autograd.grad(textbook(rows, weight), (rows, weight), g)):
+    for a, b in zip(torch.autograd.grad(fused(*inputs), inputs, g),
+                    torch.autograd.grad(textbook(*inputs), inputs, g)):
         assert torch.allclose(a, b, atol=1e-12)

@@ -31,31 +31,22 @@ def supports_channels_last(x: Tensor) -> bool:
     return True
 
 
-def _patches(x: Tensor, ones: bool = False) -> Tensor:
-    """The 3x3 patches (padding 1) of ``x`` ``(N, C, H, W)`` as rows ``(N*H*W, C*9)``, in
-    channels-last order; ``ones`` appends a column of ones (a bias carried by the product)."""
-    n, _, h, w = x.shape
-    cols = F.unfold(x, 3, padding=1)
-    if ones:
-        cols = torch.cat([cols, x.new_ones(n, 1, h * w)], 1)
-    return cols.transpose(1, 2).reshape(n * h * w, cols.shape[1])
-
-
 def conv3x3_matmul(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """3x3 convolution (padding 1) as one matrix product, with a channels-last result.
+    """3x3 convolution (padding 1) as one batched matrix product, with a channels-last result.
 
     For the few input channels of the first layer (1 for Omniglot, 3 for RGB) oneDNN's direct
     convolution is slow on CPU and its output is NCHW; unfolding the small input and
     multiplying gives the channels-last output directly, about 2x faster forward + backward.
+    The unfolded patches ``(N, C_in*9, H*W)`` enter the product transposed, never copied.
 
     Shapes:
         ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``.
     """
     n, c_in, h, w = x.shape
     c_out = weight.shape[0]
-    cols = _patches(x)
-    w2d = weight.reshape(c_out, c_in * 9).t()
-    y = cols @ w2d if bias is None else torch.addmm(bias, cols, w2d)
+    cols = F.unfold(x, 3, padding=1).transpose(1, 2)
+    w2d = weight.reshape(c_out, c_in * 9).t().expand(n, c_in * 9, c_out)
+    y = torch.bmm(cols, w2d) if bias is None else torch.baddbmm(bias, cols, w2d)
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
@@ -89,56 +80,65 @@ class _MaxPool2x2(torch.autograd.Function):
 
 
 class _MatmulPoolReLU(torch.autograd.Function):
-    """``relu(max_pool2d(rows @ weight, 2))`` for the rows of ``n`` channels-last ``h x w`` images,
-    a few images at a time.
+    """``relu(max_pool2d(cols^T @ weight + shift, 2))`` for ``n`` images of ``h x w`` pixels given
+    as unfolded patches ``cols`` ``(n, k, h*w)``, a few images at a time; channels-last result.
 
     The first block's full-resolution output is the largest tensor of Conv4 (16 MiB for a
     5-way 1-shot episode of 80 Omniglot images); written whole, every pass over it (the product,
     pooling, the pooling's zero-filled gradient, the weight gradient's product) goes to main
     memory. Chunks of about :data:`CHUNK_BYTES` stay in the cores' caches, and only the pooled
-    output, its argmax indices and the rows are kept for the backward (the full-resolution
+    output, its argmax indices and ``cols`` are kept for the backward (the full-resolution
     output is never stored). The backward is made of differentiable operations (it is linear
     in the incoming gradient for fixed argmax indices), so second-order gradients flow through
     it. ReLU after pooling is the textbook conv, norm, ReLU, pool: both are monotone.
     """
 
     @staticmethod
-    def forward(ctx, rows: Tensor, weight: Tensor, n: int, h: int, w: int) -> Tensor:
+    def forward(ctx, cols: Tensor, weight: Tensor, shift: Tensor, h: int, w: int) -> Tensor:
+        n, k, _ = cols.shape
         c = weight.shape[1]
-        ho, wo = h // 2, w // 2
-        out = rows.new_empty(n, ho, wo, c).permute(0, 3, 1, 2)
-        idx = torch.empty(n, ho, wo, c, dtype=torch.long, device=rows.device).permute(0, 3, 1, 2)
-        step = _chunk_images(h * w * c * rows.element_size())
+        out = cols.new_empty(n, h // 2, w // 2, c).permute(0, 3, 1, 2)
+        idx = torch.empty(n, h // 2, w // 2, c, dtype=torch.long, device=cols.device).permute(0, 3, 1, 2)
+        step = _chunk_images(h * w * c * cols.element_size())
+        buf = cols.new_empty(min(step, n), h * w, c)  # reused: stays in cache
+        wb = weight.expand(min(step, n), k, c)
         for a in range(0, n, step):
             b = min(n, a + step)
-            y = (rows[a * h * w:b * h * w] @ weight).view(b - a, h, w, c).permute(0, 3, 1, 2)
+            y = torch.baddbmm(shift, cols[a:b].transpose(1, 2), wb[: b - a], out=buf[: b - a])
+            y = y.view(b - a, h, w, c).permute(0, 3, 1, 2)
             torch.ops.aten.max_pool2d_with_indices.out(y, [2, 2], [2, 2], [0, 0], [1, 1], False,
                                                        out=out[a:b], indices=idx[a:b])
             out[a:b].clamp_min_(0)
-        ctx.save_for_backward(rows, weight, idx, out)
-        ctx.dims = (n, h, w)
+        ctx.save_for_backward(cols, weight, idx, out)
+        ctx.dims = (h, w)
         return out
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        rows, weight, idx, out = ctx.saved_tensors
-        n, h, w = ctx.dims
+        cols, weight, idx, out = ctx.saved_tensors
+        h, w = ctx.dims
+        n, k, _ = cols.shape
         c = weight.shape[1]
+        need_cols, need_weight, need_shift = ctx.needs_input_grad[:3]
         grad = torch.ops.aten.threshold_backward(grad, out, 0)
-        step = _chunk_images(h * w * c * rows.element_size())
-        d_weight, d_rows = None, []
+        step = _chunk_images(h * w * c * cols.element_size())
+        d_weight = d_shift = None
+        d_cols = []
         for a in range(0, n, step):
             b = min(n, a + step)
             like = grad.new_empty(b - a, h, w, c).permute(0, 3, 1, 2)  # shape and strides only
             g = torch.ops.aten.max_pool2d_with_indices_backward(
                 grad[a:b], like, [2, 2], [2, 2], [0, 0], [1, 1], False, idx[a:b])
-            g = g.permute(0, 2, 3, 1).reshape((b - a) * h * w, c)
-            if ctx.needs_input_grad[1]:
-                part = rows[a * h * w:b * h * w].t() @ g
+            g = g.permute(0, 2, 3, 1).reshape(b - a, h * w, c)  # a view: g is channels-last
+            if need_weight:
+                part = torch.bmm(cols[a:b], g).sum(0)
                 d_weight = part if d_weight is None else d_weight + part
-            if ctx.needs_input_grad[0]:
-                d_rows.append(g @ weight.t())
-        return (torch.cat(d_rows) if d_rows else None), d_weight, None, None, None
+            if need_shift:
+                part = g.sum((0, 1))
+                d_shift = part if d_shift is None else d_shift + part
+            if need_cols:
+                d_cols.append(torch.bmm(weight.expand(b - a, k, c), g.transpose(1, 2)))
+        return (torch.cat(d_cols) if need_cols else None), d_weight, d_shift, None, None
 
 
 CHUNK_BYTES = 2 << 20
@@ -171,24 +171,22 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     """
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], c_in * 9
-    # a column of ones carries the shift, so one plain product writes the output (addmm would
-    # first fill the full-size output with the broadcast bias)
-    cols = _patches(x, ones=True)
+    cols = F.unfold(x, 3, padding=1)  # (n, k, h*w): each pixel's patch is a column
     rows = n if not (norm.support_stats and n_support is not None and n_support < n) else n_support
-    stats = cols[: rows * h * w, :k]
-    mu = stats.mean(0)
-    centred = stats - mu
-    cov = centred.t() @ centred / stats.shape[0]
+    stats = cols[:rows]
+    mu = stats.mean((0, 2))
+    centred = stats - mu[:, None]
+    cov = torch.bmm(centred, centred.transpose(1, 2)).sum(0) / (rows * h * w)
     w2d = weight.reshape(c_out, k)
     mean = w2d @ mu if bias is None else w2d @ mu + bias
     var = ((w2d @ cov) * w2d).sum(1)
     scale = norm.weight * torch.rsqrt(var + norm.eps)
     # (bias - mean) keeps the conv bias in the graph: its gradient is 0, as through batch norm
     shift = norm.bias + ((bias - mean) if bias is not None else -mean) * scale
-    folded = torch.cat([w2d * scale[:, None], shift[:, None]], 1).t()
+    folded = (w2d * scale[:, None]).t()
     if pool_relu:
-        return _MatmulPoolReLU.apply(cols, folded, n, h, w)
-    y = cols @ folded
+        return _MatmulPoolReLU.apply(cols, folded, shift, h, w)
+    y = torch.baddbmm(shift, cols.transpose(1, 2), folded.expand(n, k, c_out))
     return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
 
 
