@@ -197,3 +197,11 @@ def test_first_block_chunks_are_the_whole_batch(monkeypatch, h, w):
     for a, b in zip(torch.autograd.grad(fused(*inputs), inputs, g),
                     torch.autograd.grad(textbook(*inputs), inputs, g)):
         assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_unfold3x3_is_unfold():
+    from metalearn.models.conv4 import unfold3x3
+
+    for shape in [(2, 1, 5, 7), (3, 3, 4, 4), (1, 2, 1, 1)]:
+        x = torch.randn(*shape)
+        assert torch.equal(unfold3x3(x), nn.functional.unfold(x, 3, padding=1))
