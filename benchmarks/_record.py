@@ -1,7 +1,8 @@
 """Shared by every benchmark: print one JSON line per figure and append it to results.jsonl.
 
 Each record carries the date, the git commit (with ``-dirty`` when the tree has uncommitted
-changes), the machine (CPU model, cores, torch version) and the command that produced it.
+changes other than the results files themselves, which every record appends to), the machine
+(CPU model, cores, torch version) and the command that produced it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ def _git(*args: str) -> str:
 
 def commit() -> str:
     sha = _git("rev-parse", "--short=12", "HEAD") or "unknown"
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
+    status = _git("status", "--porcelain", "--untracked-files=no") or ""
+    results = ("benchmarks/results.jsonl", "benchmarks/RESULTS.md")
+    dirty = [line for line in status.splitlines() if line.split(maxsplit=1)[-1] not in results]
     return sha + ("-dirty" if dirty else "")
 
 
