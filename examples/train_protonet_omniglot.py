@@ -23,6 +23,7 @@ import argparse
 import copy
 import json
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def main() -> None:
     p.add_argument("--val-episodes", type=int, default=200)
     p.add_argument("--test-episodes", type=int, default=1000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--record", action="store_true",
+                   help="also append the result to benchmarks/results.jsonl "
+                        "(protonet_omniglot_5w1s_test_accuracy, with the learning curve)")
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(args.seed)
@@ -69,6 +73,7 @@ def main() -> None:
     opt = torch.optim.Adam(algo.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=args.halve_every, gamma=0.5)
 
+    curve_rows = []
     curve = open(args.out / "curve.jsonl", "w")
     start, cpu0 = time.perf_counter(), cpu_seconds()
     best = (-1.0, 0, None)
@@ -92,6 +97,7 @@ def main() -> None:
                    "val_acc": v.mean, "val_ci95": v.ci95}
             window = []
             print(json.dumps(row), flush=True)
+            curve_rows.append(row)
             curve.write(json.dumps(row) + "\n")
             curve.flush()
             if v.mean > best[0]:
@@ -112,6 +118,18 @@ def main() -> None:
         "device": str(device), "threads": torch.get_num_threads(),
     }
     (args.out / "result.json").write_text(json.dumps(result, indent=1))
+    if args.record:
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+        from _record import record
+
+        record("protonet_omniglot_5w1s_test_accuracy", 100 * r.mean, "%",
+               extra={"ci95": round(100 * r.ci95, 3), "n_episodes": r.n,
+                      "test_fingerprint": test.fingerprint, "episodes_trained": episode,
+                      "selected_episode": best[1], "train_wall_s": result["train_wall_s"],
+                      "train_cpu_s": result["train_cpu_s"], "eval_wall_s": result["eval_wall_s"],
+                      "train_episodes": f"{args.train_way}-way {args.train_shot}-shot "
+                                        f"{args.train_query}-query", "target": ">= 98",
+                      "threads": torch.get_num_threads(), "curve": curve_rows})
     print(f"5-way 1-shot test accuracy {100 * r.mean:.2f} ± {100 * r.ci95:.2f}% over {r.n} episodes "
           f"(model of episode {best[1]}, trained {episode} episodes in {train_seconds / 60:.1f} min)")
 
