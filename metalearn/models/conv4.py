@@ -67,11 +67,11 @@ class _MaxPool2x2(torch.autograd.Function):
     alone (the input tensor only gives the shape and memory format): here the backward gets an
     uninitialised stand-in of the same shape and strides, which it never reads, so a task's
     graph holds a third of the pooling memory. Used for the first block only, whose activation
-    is 4x the next one's; elsewhere the Python overhead of a custom function outweighs the saving
-    (measured 2-9% slower on first-order MAML with it in every block). The backward is itself
-    differentiable (it is
-    ``max_pool2d_with_indices_backward``, linear in the incoming gradient), as second-order
-    MAML needs.
+    is 4x the next one's, when its normalisation is not folded into :class:`_MatmulPoolReLU`
+    (group norm or none); elsewhere the Python overhead of a custom function outweighs the
+    saving (measured 2-9% slower on first-order MAML with it in every block). The backward is
+    itself differentiable (it is ``max_pool2d_with_indices_backward``, linear in the incoming
+    gradient), as second-order MAML needs.
     """
 
     @staticmethod
