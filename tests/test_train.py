@@ -32,7 +32,7 @@ from metalearn.train.config import (
     diff,
     field_docs,
 )
-from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, train
+from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, meta_optimizer, train
 from metalearn.train.runlog import read_metrics
 
 
@@ -268,3 +268,25 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_last_good_checkpoint(tm
     saved = load_checkpoint(tmp_path / "run" / "checkpoints")
     assert saved["step"] == 4
     assert all(torch.isfinite(t).all() for t in saved["state"]["model"].values())
+
+
+def test_meta_optimizer_fused_adam_is_plain_adam():
+    """`metalearn train`'s Adam runs the fused kernel on CPU and makes the same updates as the
+    per-tensor Adam (up to rounding); SGD is plain SGD; an unknown name names the choices."""
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 36, 3)) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    fused = meta_optimizer(list(nets[0].parameters()), "adam", lr=0.01, weight_decay=0.1)
+    plain = torch.optim.Adam(nets[1].parameters(), lr=0.01, weight_decay=0.1)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for _ in range(10):
+        x = torch.randn(5, 1, 8, 8)
+        for net, opt in ((nets[0], fused), (nets[1], plain)):
+            opt.zero_grad()
+            net(x).square().mean().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert isinstance(meta_optimizer(list(nets[0].parameters()), "sgd", lr=0.1), torch.optim.SGD)
+    with pytest.raises(ConfigError, match="'adam' or 'sgd'"):
+        meta_optimizer(list(nets[0].parameters()), "rmsprop")

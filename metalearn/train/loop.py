@@ -100,8 +100,12 @@ def meta_optimizer(params: list[torch.nn.Parameter], name: str = "adam", lr: flo
         True
     """
     if name == "adam":
-        fused = all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=fused or None)
+        if all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params):
+            try:
+                return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, fused=True)
+            except RuntimeError:  # a torch build without the fused kernel for this device
+                pass
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise ConfigError(f"unknown train.optimizer {name!r}: use 'adam' or 'sgd'")
