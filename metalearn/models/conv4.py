@@ -159,9 +159,10 @@ def _chunk_images(image_bytes: int) -> int:
     return max(1, CHUNK_BYTES // image_bytes)
 
 
-def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
-                       n_support: int | None = None, pool_relu: bool = False) -> Tensor:
-    """3x3 convolution (padding 1) then batch-statistics normalisation, as one matrix product.
+def conv3x3_norm_pool_relu(x: Tensor, weight: Tensor, bias: Tensor | None, norm: BatchStatNorm,
+                           n_support: int | None = None) -> Tensor:
+    """A whole first block: 3x3 convolution (padding 1), batch-statistics normalisation, ReLU and
+    2x2 max-pooling, the convolution and normalisation as one matrix product.
 
     The convolution is linear in the unfolded input patches ``p`` (``C_in * 9`` values each), so
     the batch mean and (biased) variance of output channel ``c`` are ``w_c . mean(p) + b_c``
@@ -169,14 +170,12 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     matrix, and the normalisation folds into the weights and bias of the product. The result is
     the function ``norm(conv(x))`` (statistics of all rows, or of the support rows with
     ``norm="task"``), gradients of any order included, without the normalisation's passes over
-    the full-resolution output: the first block, whose output is the largest, is about 1.4x
-    faster forward + backward on CPU. With ``pool_relu`` the result is
-    ``relu(max_pool2d(norm(conv(x)), 2))``, computed a few images at a time
-    (:class:`_MatmulPoolReLU`).
+    the full-resolution output. The product, pooling and ReLU then run a few images at a time
+    (:class:`_MatmulPoolReLU`), so that output is never stored whole.
 
     Shapes:
-        ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` -> ``(N, C_out, H, W)``,
-        or ``(N, C_out, H // 2, W // 2)`` with ``pool_relu`` (channels-last).
+        ``x``: ``(N, C_in, H, W)``; ``weight``: ``(C_out, C_in, 3, 3)`` ->
+        ``(N, C_out, H // 2, W // 2)`` (channels-last).
     """
     n, c_in, h, w = x.shape
     c_out, k = weight.shape[0], c_in * 9
@@ -192,11 +191,7 @@ def conv3x3_batch_norm(x: Tensor, weight: Tensor, bias: Tensor | None, norm: Bat
     scale = norm.weight * torch.rsqrt(var + norm.eps)
     # (bias - mean) keeps the conv bias in the graph: its gradient is 0, as through batch norm
     shift = norm.bias + ((bias - mean) if bias is not None else -mean) * scale
-    folded = (w2d * scale[:, None]).t()
-    if pool_relu:
-        return _MatmulPoolReLU.apply(cols, folded, shift, h, w)
-    y = torch.baddbmm(shift, cols.transpose(1, 2), folded.expand(n, k, c_out))
-    return y.view(n, h, w, c_out).permute(0, 3, 1, 2)
+    return _MatmulPoolReLU.apply(cols, (w2d * scale[:, None]).t(), shift, h, w)
 
 
 class Conv4(Backbone):
@@ -252,7 +247,7 @@ class Conv4(Backbone):
             first = cl and i == 0 and conv.in_channels <= 4
             if first and isinstance(norm, BatchStatNorm):
                 # conv, norm, pooling and ReLU in one, a few images at a time
-                x = conv3x3_batch_norm(x, conv.weight, conv.bias, norm, n_support, pool_relu=True)
+                x = conv3x3_norm_pool_relu(x, conv.weight, conv.bias, norm, n_support)
                 continue
             x = conv3x3_matmul(x, conv.weight, conv.bias) if first else conv(x)
             if cl:
