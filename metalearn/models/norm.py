@@ -16,15 +16,21 @@ inner loop a pure function that ``torch.func.vmap`` can batch over tasks.
 
 from __future__ import annotations
 
+import typing
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-NORM_MODES = ("transductive", "task", "group", "none")
+NormMode = Literal["transductive", "task", "group", "none"]
+"""The type of every backbone's ``norm`` argument (the run config checks it by this type)."""
+
+NORM_MODES: tuple[str, ...] = typing.get_args(NormMode)
 """Normalisation modes accepted by every backbone's ``norm`` argument."""
 
 
-def check_norm(norm: str) -> str:
+def check_norm(norm: str) -> NormMode:
     """Validate a ``norm`` argument and return it.
 
     Raises:
@@ -55,10 +61,28 @@ class BatchStatNorm(nn.Module):
         self.support_stats = support_stats
         self.eps = eps
 
+    def stat_rows(self, n: int, n_support: int | None = None) -> int:
+        """How many leading rows of a batch of ``n`` supply the statistics for all ``n`` rows:
+        ``n_support`` with ``norm="task"`` (when given and smaller than ``n``), else ``n``."""
+        if self.support_stats and n_support is not None and n_support < n:
+            return n_support
+        return n
+
+    def scale_shift(self, mean: Tensor, var: Tensor) -> tuple[Tensor, Tensor]:
+        """The per-channel affine map ``x -> x * scale + shift`` that this layer applies to a
+        batch whose statistic rows have channel ``mean`` and (biased) ``var``, shapes ``(C,)``.
+
+        For callers that obtain the statistics another way than from the activations, e.g.
+        :func:`metalearn.kernels.cpu_conv.fused_first_block` folds them into a convolution.
+        """
+        scale = self.weight * torch.rsqrt(var + self.eps)
+        return scale, self.bias - mean * scale
+
     def forward(self, x: Tensor, n_support: int | None = None) -> Tensor:
-        if self.support_stats and n_support is not None and n_support < x.shape[0]:
+        rows = self.stat_rows(x.shape[0], n_support)
+        if rows < x.shape[0]:
             dims = [0, *range(2, x.dim())]
-            s = x[:n_support]
+            s = x[:rows]
             var, mean = torch.var_mean(s, dim=dims, correction=0, keepdim=True)
             shape = [1, -1] + [1] * (x.dim() - 2)
             scale = torch.rsqrt(var + self.eps) * self.weight.view(shape)
@@ -84,7 +108,7 @@ class NoNorm(nn.Module):
         return x
 
 
-def make_norm(norm: str, num_features: int) -> nn.Module:
+def make_norm(norm: NormMode, num_features: int) -> nn.Module:
     """Build the normalisation layer for ``norm`` over ``num_features`` channels.
 
     Group norm uses 8 groups when the channel count allows it (else 1 group, layer norm).
