@@ -142,9 +142,9 @@ def _textbook_resblock(block, x, n_support=None):
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("norm", ["transductive", "task", "none", "group"])
 def test_conv4_and_resnet12_are_the_textbook_function(norm, channels_last):
-    """Conv4 and ResNet-12 apply the (monotone) activation after max-pooling, and Conv4's
-    channels-last path folds the first block's batch norm into its convolution: same outputs,
-    gradients and second-order gradients as conv, norm, activation, pool, in float64."""
+    """Conv4 (whose channels-last path runs its first block by the CPU kernels, folding batch
+    norm into the convolution) and ResNet-12 give the same outputs, gradients and
+    second-order gradients as conv, norm, activation, pool written out, in float64."""
     torch.manual_seed(0)
     conv4 = Conv4(1, hidden=6, out_features=3, norm=norm, channels_last=channels_last).double()
     with torch.no_grad():  # non-trivial affine parameters, one negative scale
@@ -165,43 +165,3 @@ def test_conv4_and_resnet12_are_the_textbook_function(norm, channels_last):
             out.append((g, hv))
         for a, b in zip(out[0][0] + out[0][1], out[1][0] + out[1][1]):
             assert torch.allclose(a, b, atol=1e-10, rtol=1e-8)
-
-
-@pytest.mark.parametrize("h,w", [(4, 6), (5, 3)])
-def test_first_block_chunks_are_the_whole_batch(monkeypatch, h, w):
-    """The fused first block (product, 2x2 max-pool, ReLU), computed a few images at a time with
-    a ragged last chunk and odd sizes (pooling floors), equals the one-shot textbook function,
-    and its gradients of first and second order (patches included) pass gradcheck in float64."""
-    from metalearn.models import conv4 as c4
-
-    torch.manual_seed(0)
-    n, k, c = 5, 4, 3
-    monkeypatch.setattr(c4, "CHUNK_BYTES", 2 * h * w * c * 8)  # 2 images per chunk: 2, 2, 1
-    cols = torch.randn(n, k, h * w, dtype=torch.float64, requires_grad=True)
-    weight = torch.randn(k, c, dtype=torch.float64, requires_grad=True)
-    shift = torch.randn(c, dtype=torch.float64, requires_grad=True)
-
-    def fused(p, wt, b):
-        return c4._MatmulPoolReLU.apply(p, wt, b, h, w)
-
-    def textbook(p, wt, b):
-        y = (p.transpose(1, 2) @ wt + b).view(n, h, w, c).permute(0, 3, 1, 2)
-        return nn.functional.max_pool2d(torch.relu(y), 2)
-
-    inputs = (cols, weight, shift)
-    assert torch.allclose(fused(*inputs), textbook(*inputs), atol=1e-14)
-    assert fused(*inputs).is_contiguous(memory_format=torch.channels_last)
-    assert torch.autograd.gradcheck(fused, inputs)
-    assert torch.autograd.gradgradcheck(fused, inputs)
-    g = torch.randn(n, c, h // 2, w // 2, dtype=torch.float64)
-    for a, b in zip(torch.autograd.grad(fused(*inputs), inputs, g),
-                    torch.autograd.grad(textbook(*inputs), inputs, g)):
-        assert torch.allclose(a, b, atol=1e-12)
-
-
-def test_unfold3x3_is_unfold():
-    from metalearn.models.conv4 import unfold3x3
-
-    for shape in [(2, 1, 5, 7), (3, 3, 4, 4), (1, 2, 1, 1)]:
-        x = torch.randn(*shape)
-        assert torch.equal(unfold3x3(x), nn.functional.unfold(x, 3, padding=1))
