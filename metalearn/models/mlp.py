@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.models.heads import Backbone
-from metalearn.models.norm import check_norm, make_norm
+from metalearn.models.norm import NormMode, check_norm, make_norm
 
 
 class MLP(Backbone):
@@ -37,7 +37,7 @@ class MLP(Backbone):
     """
 
     def __init__(self, in_features: int = 1, hidden: Sequence[int] = (40, 40),
-                 out_features: int | None = 1, norm: str = "none"):
+                 out_features: int | None = 1, norm: NormMode = "none"):
         super().__init__()
         self.norm = check_norm(norm)
         sizes = [in_features, *hidden]

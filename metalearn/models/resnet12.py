@@ -17,13 +17,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.models.heads import Backbone
-from metalearn.models.norm import check_norm, make_norm
+from metalearn.models.norm import NormMode, check_norm, make_norm
 
 
 class ResBlock(nn.Module):
     """One ResNet-12 block: ``(N, c_in, H, W) -> (N, c_out, H // 2, W // 2)``."""
 
-    def __init__(self, c_in: int, c_out: int, norm: str):
+    def __init__(self, c_in: int, c_out: int, norm: NormMode):
         super().__init__()
         self.convs = nn.ModuleList(
             nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False) for i in range(3)
@@ -38,8 +38,8 @@ class ResBlock(nn.Module):
             h = norm(conv(h), n_support)
             if i < 2:
                 h = F.leaky_relu(h, 0.1)
-        # pool, then the (monotone) leaky ReLU: the same function as ReLU-then-pool, cheaper
-        return F.leaky_relu(F.max_pool2d(h + self.shortcut_norm(self.shortcut(x), n_support), 2), 0.1)
+        h = h + self.shortcut_norm(self.shortcut(x), n_support)
+        return F.max_pool2d(F.leaky_relu(h, 0.1), 2)
 
 
 class ResNet12(Backbone):
@@ -63,7 +63,7 @@ class ResNet12(Backbone):
     """
 
     def __init__(self, in_channels: int = 3, channels: Sequence[int] = (64, 160, 320, 640),
-                 out_features: int | None = None, norm: str = "transductive"):
+                 out_features: int | None = None, norm: NormMode = "transductive"):
         super().__init__()
         self.norm = check_norm(norm)
         widths = [in_channels, *channels]
