@@ -36,14 +36,16 @@ from pathlib import Path
 
 import torch
 
-from metalearn.algorithms.learned_optimizer import LSTMRule, MetaSGDRule, MLPRule
 from metalearn.eval.metrics import mean_ci95
 from metalearn.optim import (
     BlobMLPFamily,
-    MetaTrainConfig,
+    LSTMRule,
+    MetaSGDRule,
+    MLPRule,
     QuadraticFamily,
+    RuleTrainingConfig,
     evaluate_rule,
-    meta_train,
+    train_learned_rule,
 )
 
 HORIZON = 100
@@ -123,12 +125,12 @@ def main() -> None:
         for name, module in rules.items():
             torch.manual_seed(0)
             trajectories = 2 if args.quick else budgets[name]
-            cfg = MetaTrainConfig(horizon=HORIZON, unroll=20, trajectories=trajectories,
-                                  n_tasks=n_tasks, meta_lr=meta_lr, seed=7)
+            cfg = RuleTrainingConfig(horizon=HORIZON, unroll=20, trajectories=trajectories,
+                                     n_tasks=n_tasks, meta_lr=meta_lr, seed=7)
             start, history = time.perf_counter(), []
             try:
-                meta_train(module, family, cfg, callback=lambda _, loss, h=history: h.append(loss),
-                           validation=val)
+                train_learned_rule(module, family, cfg, validation=val,
+                                   callback=lambda _, loss, h=history: h.append(loss))
             except FloatingPointError as err:  # the best validated rule so far is kept
                 failures[name] = f"stopped after {len(history)} meta-updates: {str(err)[:80]}"
                 print(f"  meta-train {name}: {failures[name]}", flush=True)

@@ -84,7 +84,7 @@ class _Metalearn:
 
         from metalearn.algorithms import ProtoNet
         from metalearn.data import EpisodeSampler
-        from metalearn.train.loop import meta_optimizer
+        from metalearn.optim import meta_optimizer
 
         self.algo = ProtoNet(_backbone())  # inputs go channels-last inside metalearn on CPU
         self.opt = meta_optimizer(list(self.algo.parameters()), "adam", lr=1e-3)  # as `metalearn train`

@@ -37,11 +37,11 @@ from _record import record
 
 from metalearn.algorithms import MAML, MAMLConfig
 from metalearn.algorithms.functional import make_forward
-from metalearn.algorithms.update_rules import sgd
 from metalearn.data import EpisodeSampler, FixedEpisodes
 from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
 from metalearn.eval import evaluate
 from metalearn.models import MLP
+from metalearn.optim.update_rules import sgd
 from metalearn.tasksim import (
     TaskMemory,
     WarmStartAdapter,

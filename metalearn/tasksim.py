@@ -48,7 +48,7 @@ from metalearn.algorithms.functional import (
     uses_task_norm,
 )
 from metalearn.algorithms.metric import check_support, cosine_similarity, prototypes
-from metalearn.algorithms.update_rules import UpdateRule
+from metalearn.optim.update_rules import UpdateRule
 from metalearn.types import EpisodeBatch, Params
 
 METRICS = ("cosine", "euclidean")

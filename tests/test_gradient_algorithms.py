@@ -20,8 +20,8 @@ from metalearn.algorithms import (
     ReptileConfig,
 )
 from metalearn.algorithms.functional import inner_loop, make_forward
-from metalearn.algorithms.update_rules import sgd
 from metalearn.models import MLP, Conv4
+from metalearn.optim.update_rules import sgd
 from metalearn.types import Episode, EpisodeBatch, Predictor
 
 GRADIENT_ALGOS = ["maml", "meta_sgd", "anil", "reptile"]

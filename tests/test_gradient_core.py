@@ -12,7 +12,8 @@ from torch import nn
 
 from metalearn.algorithms import ANIL, MAML, ANILConfig, MAMLConfig, MetaSGD, MetaSGDConfig
 from metalearn.algorithms.functional import inner_loop, make_forward
-from metalearn.algorithms.update_rules import (
+from metalearn.models import MLP, Conv4
+from metalearn.optim.update_rules import (
     apply_updates,
     chain,
     clip_by_global_norm,
@@ -20,7 +21,6 @@ from metalearn.algorithms.update_rules import (
     scale,
     sgd,
 )
-from metalearn.models import MLP, Conv4
 from metalearn.types import Episode, EpisodeBatch
 
 

@@ -8,26 +8,23 @@ import torch
 from torch import nn
 
 from metalearn.algorithms import ALGORITHMS
-from metalearn.algorithms.learned_optimizer import (
-    LearnedOptimizerMAML,
-    LearnedOptimizerMAMLConfig,
-    LSTMRule,
-    MetaSGDRule,
-    MLPRule,
-    lstm_cell,
-    preprocess_gradients,
-)
+from metalearn.algorithms.learned_optimizer import LearnedOptimizerMAML, LearnedOptimizerMAMLConfig
 from metalearn.data import SinusoidTasks
 from metalearn.models import MLP
 from metalearn.optim import (
     BlobMLPFamily,
     LearnedOptimizer,
-    MetaTrainConfig,
+    LSTMRule,
+    MetaSGDRule,
+    MLPRule,
     Optimizee,
     QuadraticFamily,
+    RuleTrainingConfig,
     SinusoidMLPFamily,
     evaluate_rule,
-    meta_train,
+    lstm_cell,
+    preprocess_gradients,
+    train_learned_rule,
     unroll,
 )
 
@@ -133,7 +130,7 @@ def trained_lstm():
     torch.set_num_threads(1)
     torch.manual_seed(0)
     lstm = LSTMRule()
-    history = meta_train(lstm, QuadraticFamily(dim=10), MetaTrainConfig(
+    history = train_learned_rule(lstm, QuadraticFamily(dim=10), RuleTrainingConfig(
         horizon=40, unroll=10, trajectories=25, n_tasks=64, meta_lr=1e-2))
     torch.set_num_threads(threads)
     return lstm, history
@@ -147,7 +144,7 @@ def test_meta_training_beats_tuned_sgd_on_held_out_quadratics(trained_lstm):
     def final(rule):
         return unroll(rule, held_out.loss, held_out.params, rule.init(held_out.params), 40)[2][-1].mean()
 
-    from metalearn.algorithms.update_rules import sgd
+    from metalearn.optim.update_rules import sgd
 
     best_sgd = min(final(sgd(lr)) for lr in (0.003, 0.01, 0.02))
     assert final(lstm.rule()) < best_sgd
@@ -168,7 +165,7 @@ def test_families_give_one_loss_per_task_and_independent_problems():
 
 def test_unroll_longer_than_horizon_is_refused():
     with pytest.raises(ValueError, match="unroll <= horizon"):
-        MetaTrainConfig(horizon=10, unroll=20)
+        RuleTrainingConfig(horizon=10, unroll=20)
 
 
 def test_parameter_without_gradient_is_named():
@@ -187,7 +184,7 @@ def test_parameter_without_gradient_is_named():
 def test_non_finite_meta_loss_says_reduce_unroll_or_learning_rate():
     exploding = LSTMRule(output_scale=1e30)
     with pytest.raises(FloatingPointError, match="Reduce the unroll length or the meta learning rate"):
-        meta_train(exploding, QuadraticFamily(dim=3), MetaTrainConfig(horizon=6, unroll=3,
+        train_learned_rule(exploding, QuadraticFamily(dim=3), RuleTrainingConfig(horizon=6, unroll=3,
                                                                      trajectories=1, n_tasks=2))
 
 
@@ -285,7 +282,7 @@ def test_maml_with_learned_rule_meta_learns_init_and_rule_jointly():
     loss.backward()
     for name, p in algo.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
-    assert any(p.grad.abs().sum() > 0 for p in algo.optimizer.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in algo.rule_module.parameters())
     predictor = algo.adapt(batch.support_x[0], batch.support_y[0])
     assert predictor(batch.query_x[0]).shape == (6, 1)
     assert all(torch.equal(v, algo.state_dict()[k]) for k, v in before.items())
@@ -299,7 +296,7 @@ def test_maml_with_learned_rule_loop_equals_vmap():
     for mode in ("loop", "vmap"):
         algo = LearnedOptimizerMAML(net, LearnedOptimizerMAMLConfig(inner_steps=2, task_mode=mode))
         torch.manual_seed(1)
-        algo.optimizer.load_state_dict(LSTMRule().state_dict())
+        algo.rule_module.load_state_dict(LSTMRule().state_dict())
         loss, _ = algo.meta_loss(batch)
         grads.append(torch.autograd.grad(loss, list(algo.parameters())))
     for a, b in zip(*grads):
@@ -332,12 +329,12 @@ def test_validation_keeps_the_best_rule():
     same trajectory and differ only in which rule is returned)."""
     family = QuadraticFamily(dim=4)
     val = family.sample(8, torch.Generator().manual_seed(5))
-    cfg = MetaTrainConfig(horizon=10, unroll=5, trajectories=6, n_tasks=8, meta_lr=3e-2, eval_every=1)
+    cfg = RuleTrainingConfig(horizon=10, unroll=5, trajectories=6, n_tasks=8, meta_lr=3e-2, eval_every=1)
     modules = []
     for validation in (None, val):
         torch.manual_seed(0)
         module = MLPRule()
-        meta_train(module, family, cfg, validation=validation)
+        train_learned_rule(module, family, cfg, validation=validation)
         modules.append(module)
     last, best = (evaluate_rule(m, val, 10)[1:].mean() for m in modules)
     assert best < last  # here the last rule is worse (0.89 vs 0.84): the best one was restored
@@ -375,8 +372,30 @@ def test_divergence_keeps_the_best_validated_rule():
         module = MLPRule()
         if trajectories == 5:
             with pytest.raises(FloatingPointError, match="trajectory 3"):
-                meta_train(module, fam, MetaTrainConfig(trajectories=5, **cfg), validation=val)
+                train_learned_rule(module, fam, RuleTrainingConfig(trajectories=5, **cfg), validation=val)
         else:
-            meta_train(module, fam, MetaTrainConfig(trajectories=3, **cfg), validation=val)
+            train_learned_rule(module, fam, RuleTrainingConfig(trajectories=3, **cfg), validation=val)
         states.append(module.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[1])
+
+
+def test_state_dict_saved_under_the_old_optimizer_keys_still_loads():
+    """The rule module was the attribute ``optimizer`` until it became ``rule_module``: a state
+    dict saved then (keys ``optimizer.*``) loads into today's class, strictly, to equal values."""
+    torch.manual_seed(0)
+    saved = LearnedOptimizerMAML(MLP(1, (8,), 1), LearnedOptimizerMAMLConfig(rule="mlp", hidden_size=4))
+    new_keys = saved.state_dict()
+    assert any(k.startswith("rule_module.") for k in new_keys)
+    assert not any(k.startswith("optimizer.") for k in new_keys)
+    old = {k.replace("rule_module.", "optimizer.", 1) if k.startswith("rule_module.") else k: v
+           for k, v in new_keys.items()}
+    torch.manual_seed(1)
+    algo = LearnedOptimizerMAML(MLP(1, (8,), 1), LearnedOptimizerMAMLConfig(rule="mlp", hidden_size=4))
+    assert not all(torch.equal(v, algo.state_dict()[k]) for k, v in new_keys.items())
+    result = algo.load_state_dict(old)
+    assert not result.missing_keys and not result.unexpected_keys
+    assert all(torch.equal(v, algo.state_dict()[k]) for k, v in new_keys.items())
+    # Nested under a prefix (an algorithm inside another module) the remap applies as well.
+    outer = torch.nn.ModuleDict({"algo": algo})
+    outer.load_state_dict({f"algo.{k}": torch.zeros_like(v) for k, v in old.items()})
+    assert all(not v.any() for v in algo.rule_module.state_dict().values())

@@ -8,10 +8,10 @@ from torch.func import vmap
 
 from metalearn.algorithms import MAML, MAMLConfig
 from metalearn.algorithms.functional import make_forward
-from metalearn.algorithms.update_rules import sgd
 from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
 from metalearn.eval import evaluate
 from metalearn.models import MLP
+from metalearn.optim.update_rules import sgd
 from metalearn.tasksim import (
     TaskMemory,
     WarmStartAdapter,

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from metalearn.algorithms import ALGORITHMS
+from metalearn.optim import meta_optimizer
 from metalearn.train.checkpoint import (
     CheckpointError,
     flatten_state,
@@ -32,7 +33,7 @@ from metalearn.train.config import (
     diff,
     field_docs,
 )
-from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, meta_optimizer, train
+from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, train
 from metalearn.train.runlog import read_metrics
 
 

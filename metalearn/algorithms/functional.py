@@ -34,8 +34,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, grad, vjp, vmap
 
-from metalearn.algorithms.update_rules import UpdateRule, apply_updates
 from metalearn.models.norm import BatchStatNorm, check_no_running_stats
+from metalearn.optim.update_rules import UpdateRule, apply_updates
 from metalearn.types import Episode, EpisodeBatch, Params
 
 Forward = Callable[..., Tensor]

@@ -45,7 +45,7 @@ from metalearn.algorithms.metric import (
     prototypes,
     run_backbone,
 )
-from metalearn.algorithms.update_rules import check_lr, sgd
+from metalearn.optim.update_rules import check_lr, sgd
 from metalearn.types import EpisodeBatch, Params
 
 

@@ -46,7 +46,7 @@ from metalearn.algorithms.functional import (
     task_metric,
     uses_task_norm,
 )
-from metalearn.algorithms.update_rules import UpdateRule, check_lr, sgd
+from metalearn.optim.update_rules import UpdateRule, check_lr, sgd
 from metalearn.types import EpisodeBatch, Params
 
 

@@ -6,7 +6,14 @@ arXiv:1707.09835, 2017.
 The inner step is ``theta' = theta - alpha * grad L_support(theta)`` where ``alpha`` has one
 learning rate per parameter entry (same shape as ``theta``) and is meta-learned together with
 ``theta`` through the query loss. Everything else is MAML: this class only swaps the update
-rule (:func:`metalearn.algorithms.update_rules.meta_sgd`) and owns the learning rates.
+rule (:func:`metalearn.optim.update_rules.meta_sgd`) and owns the learning rates.
+
+The rates are stored raw, as in the paper, while :class:`metalearn.optim.MetaSGDRule` (the
+same rule as a learned optimiser over 100-step unrolls) stores log-rates. Raw rates stay here:
+Meta-SGD lets a rate reach zero or turn negative (a learned direction, not only a step size),
+``learn_lr=False`` may freeze them at ``inner_lr=0``, Adam on log-rates takes different steps
+(the reproduced Meta-SGD figures would move), and checkpoints store these tensors as ``lrs``.
+Both classes make their step with the one ``meta_sgd`` rule.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import torch
 from torch import nn
 
 from metalearn.algorithms.maml import MAML, MAMLConfig
-from metalearn.algorithms.update_rules import UpdateRule, meta_sgd
+from metalearn.optim.update_rules import UpdateRule, meta_sgd
 from metalearn.types import Params
 
 

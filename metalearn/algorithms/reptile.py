@@ -42,7 +42,7 @@ from metalearn.algorithms.functional import (
     task_metric,
     uses_task_norm,
 )
-from metalearn.algorithms.update_rules import check_lr, sgd
+from metalearn.optim.update_rules import check_lr, sgd
 from metalearn.types import EpisodeBatch, Params
 
 

@@ -24,9 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-
-class ConfigError(ValueError):
-    """A configuration key or value is invalid; the message names the fix."""
+from metalearn.errors import ConfigError
 
 
 @dataclass

@@ -5,6 +5,11 @@ point), optax style: ``init(params) -> state`` and ``update(grads, state, params
 state)``. Rules are plain differentiable tensor code, so MAML differentiates through them and
 their own tensors (Meta-SGD's learning rates) are meta-learned like any other parameter.
 
+Every state is a named type, as optax names its states: :class:`EmptyState` for the stateless
+rules, :class:`ChainState` for :func:`chain`, and the learned rules' own states
+(:mod:`metalearn.optim.learned_rules`). They are ``NamedTuple`` s of tensors, dicts of tensors
+and tuples: pytrees that ``torch.func.vmap`` and autograd go through unchanged.
+
 Examples:
     >>> import torch
     >>> params = {"w": torch.tensor([1.0, 2.0])}
@@ -19,15 +24,30 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from metalearn.types import Params
 
-State = Any
-"""Whatever a rule carries between steps (a pytree of tensors, possibly empty)."""
+State = tuple
+"""A rule's state: an instance of one of the ``NamedTuple`` state types (so a tuple)."""
+
+
+class EmptyState(NamedTuple):
+    """The state of a rule that carries nothing between steps (:func:`sgd`, :func:`meta_sgd`,
+    :func:`scale`, :func:`clip_by_global_norm`)."""
+
+
+class ChainState(NamedTuple):
+    """The state of :func:`chain`.
+
+    Attributes:
+        states: The chained rules' states, in the order of the rules.
+    """
+
+    states: tuple[State, ...]
 
 
 class UpdateRule(NamedTuple):
@@ -61,8 +81,8 @@ def apply_updates(params: Params, updates: Params) -> Params:
     return {k: (p + updates[k] if k in updates else p) for k, p in params.items()}
 
 
-def _empty(params: Params) -> tuple:
-    return ()
+def _empty(params: Params) -> EmptyState:
+    return EmptyState()
 
 
 def sgd(lr: float) -> UpdateRule:
@@ -73,7 +93,7 @@ def sgd(lr: float) -> UpdateRule:
     """
     lr = check_lr(lr)
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: EmptyState, params: Params) -> tuple[Params, EmptyState]:
         return {k: -lr * g for k, g in grads.items()}, state
 
     return UpdateRule(_empty, update)
@@ -82,12 +102,16 @@ def sgd(lr: float) -> UpdateRule:
 def meta_sgd(lrs: Mapping[str, Tensor]) -> UpdateRule:
     """Per-parameter learning rates (Li et al. 2017): ``updates[k] = -lrs[k] * grads[k]``.
 
+    The one Meta-SGD update of the package: :class:`~metalearn.algorithms.meta_sgd.MetaSGD`
+    passes its raw rates, :class:`~metalearn.optim.learned_rules.MetaSGDRule` the exponential
+    of its log-rates (each class says why it stores its rates as it does).
+
     Args:
         lrs: One tensor per adapted parameter, each broadcastable to it (usually the same
             shape). They are meta-parameters: gradients flow into them.
     """
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: EmptyState, params: Params) -> tuple[Params, EmptyState]:
         return {k: -lrs[k] * g for k, g in grads.items()}, state
 
     return UpdateRule(_empty, update)
@@ -96,7 +120,7 @@ def meta_sgd(lrs: Mapping[str, Tensor]) -> UpdateRule:
 def scale(factor: float) -> UpdateRule:
     """Multiply the incoming updates by ``factor`` (a building block for :func:`chain`)."""
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: EmptyState, params: Params) -> tuple[Params, EmptyState]:
         return {k: factor * g for k, g in grads.items()}, state
 
     return UpdateRule(_empty, update)
@@ -107,7 +131,7 @@ def clip_by_global_norm(max_norm: float) -> UpdateRule:
     if not max_norm > 0:
         raise ValueError(f"max_norm must be > 0, got {max_norm!r}")
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
+    def update(grads: Params, state: EmptyState, params: Params) -> tuple[Params, EmptyState]:
         norm = torch.sqrt(sum((g * g).sum() for g in grads.values()))
         factor = torch.clamp(max_norm / (norm + 1e-12), max=1.0)
         return {k: g * factor for k, g in grads.items()}, state
@@ -121,14 +145,14 @@ def chain(*rules: UpdateRule) -> UpdateRule:
     ``chain(clip_by_global_norm(1.0), sgd(0.4))`` clips the gradients, then takes an SGD step.
     """
 
-    def init(params: Params) -> State:
-        return tuple(rule.init(params) for rule in rules)
+    def init(params: Params) -> ChainState:
+        return ChainState(tuple(rule.init(params) for rule in rules))
 
-    def update(grads: Params, state: State, params: Params) -> tuple[Params, State]:
-        new_state = []
-        for rule, s in zip(rules, state):
+    def update(grads: Params, state: ChainState, params: Params) -> tuple[Params, ChainState]:
+        new_states = []
+        for rule, s in zip(rules, state.states):
             grads, s = rule.update(grads, s, params)
-            new_state.append(s)
-        return grads, tuple(new_state)
+            new_states.append(s)
+        return grads, ChainState(tuple(new_states))
 
     return UpdateRule(init, update)
