@@ -43,11 +43,11 @@ from metalearn.algorithms.functional import (
     func_grad,
     inner_loop,
     make_forward,
-    over_tasks,
-    task_loss,
     uses_task_norm,
 )
+from metalearn.algorithms.losses import task_loss
 from metalearn.algorithms.metric import check_support, cosine_similarity, prototypes
+from metalearn.algorithms.task_map import over_tasks
 from metalearn.optim.update_rules import UpdateRule
 from metalearn.types import EpisodeBatch, Params
 

@@ -2,10 +2,18 @@
 
 import copy
 import math
+import typing
+from collections import OrderedDict
 
 import pytest
 import torch
-from test_gradient_core import image_batch, meta_grads, regression_batch
+from test_gradient_core import (  # noqa: F401  (two_threads: a fixture)
+    image_batch,
+    meta_grads,
+    reference_maml,
+    regression_batch,
+    two_threads,
+)
 from torch import nn
 
 from metalearn.algorithms import (
@@ -13,6 +21,7 @@ from metalearn.algorithms import (
     ANIL,
     MAML,
     ANILConfig,
+    LearnedOptimizerMAMLConfig,
     MAMLConfig,
     MetaSGD,
     MetaSGDConfig,
@@ -20,18 +29,19 @@ from metalearn.algorithms import (
     ReptileConfig,
 )
 from metalearn.algorithms.functional import inner_loop, make_forward
-from metalearn.models import MLP, Conv4
+from metalearn.algorithms.task_map import TASK_MODES
 from metalearn.optim.update_rules import sgd
+from metalearn.models import MLP, Conv4
+from metalearn.train.config import ConfigError, RunConfig, apply_overrides
 from metalearn.types import Episode, EpisodeBatch, Predictor
 
 GRADIENT_ALGOS = ["maml", "meta_sgd", "anil", "reptile"]
+CONFIGS = {"maml": MAMLConfig, "meta_sgd": MetaSGDConfig, "anil": ANILConfig, "reptile": ReptileConfig,
+           "learned_optimizer": LearnedOptimizerMAMLConfig}
 
 
 def build(name, net, **kw):
-    cls = ALGORITHMS[name]
-    config = {"maml": MAMLConfig, "meta_sgd": MetaSGDConfig, "anil": ANILConfig,
-              "reptile": ReptileConfig}[name]
-    return cls(net, config(**kw))
+    return ALGORITHMS[name](net, CONFIGS[name](**kw))
 
 
 @pytest.mark.parametrize("name", GRADIENT_ALGOS)
@@ -234,3 +244,68 @@ def test_maml_with_zero_inner_steps_is_plain_multitask_training():
     after = torch.nn.functional.mse_loss(algo.adapt(batch.support_x[0], batch.support_y[0])(
         batch.support_x[0]), batch.support_y[0])
     assert after < before
+
+
+# ---------------------------------------------------------------- seams: ragged batches, plain encoders
+
+LEARNERS = {  # every gradient-based learner, FOMAML as MAML's first-order variant
+    "maml": ("maml", {}), "fomaml": ("maml", {"first_order": True}), "meta_sgd": ("meta_sgd", {}),
+    "anil": ("anil", {}), "reptile": ("reptile", {}), "learned_optimizer": ("learned_optimizer", {}),
+}
+
+
+@pytest.mark.parametrize("learner", ["maml", "fomaml", "meta_sgd", "anil", "reptile"])
+@pytest.mark.parametrize("task_mode", ["loop", "threads", "vmap"])
+@pytest.mark.usefixtures("two_threads")
+def test_episodes_of_different_shapes_average_the_single_episode_results(learner, task_mode):
+    """A list of a 3-way 2-shot and a 2-way 1-shot episode is mapped task by task (vmap falls
+    back to the loop): its loss, metrics and meta-gradient are the means of the two episodes'."""
+    a = image_batch(n_tasks=1, n_way=3, k_shot=2, n_query=2)[0]
+    b = image_batch(n_tasks=1, n_way=2, k_shot=1, n_query=3, seed=1)[0]
+    name, extra = LEARNERS[learner]
+    torch.manual_seed(0)
+    algo = build(name, Conv4(1, hidden=4, out_features=3, norm="task"), inner_lr=0.3, inner_steps=2,
+                 task_mode=task_mode, **extra)
+    loss, grads, metrics = meta_grads(algo, [a, b])
+    singles = [meta_grads(algo, EpisodeBatch.stack([ep])) for ep in (a, b)]
+    assert torch.allclose(loss, (singles[0][0] + singles[1][0]) / 2, atol=1e-6)
+    assert metrics == pytest.approx({k: (singles[0][2][k] + singles[1][2][k]) / 2 for k in metrics})
+    for g, ga, gb in zip(grads, singles[0][1], singles[1][1], strict=True):
+        assert torch.allclose(g, (ga + gb) / 2, atol=1e-6, rtol=1e-5), (g - (ga + gb) / 2).abs().max()
+
+
+def plain_encoder(task):
+    """A user's encoder: a plain ``nn.Module`` whose ``forward(x)`` knows nothing of ``n_support``."""
+    if task == "regression":
+        body = nn.Sequential(nn.Linear(1, 8), nn.Tanh())
+        return nn.Sequential(OrderedDict(body=body, head=nn.Linear(8, 1)))
+    body = nn.Sequential(nn.Conv2d(1, 4, 3, stride=2), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    return nn.Sequential(OrderedDict(body=body, head=nn.Linear(4 * 6 * 6, 3)))
+
+
+@pytest.mark.parametrize("learner", sorted(LEARNERS))
+@pytest.mark.parametrize("task", ["classification", "regression"])
+def test_plain_encoder_without_n_support_works_for_every_gradient_learner(learner, task):
+    torch.manual_seed(0)
+    net = plain_encoder(task)
+    batch = image_batch() if task == "classification" else regression_batch()
+    name, extra = LEARNERS[learner]
+    algo = build(name, net, inner_lr=0.05, inner_steps=2, **extra)
+    loss, grads, _ = meta_grads(algo, batch)
+    assert torch.isfinite(loss) and all(torch.isfinite(g).all() for g in grads)
+    if name == "maml":  # the same meta-gradient as the specification
+        ref_loss, ref = reference_maml(net, batch, 0.05, 2, first_order=bool(extra))
+        assert torch.allclose(loss, ref_loss, atol=1e-6)
+        assert all(torch.allclose(g, r, atol=1e-5, rtol=1e-4) for g, r in zip(grads, ref, strict=True))
+    out = algo.adapt(batch.support_x[0], batch.support_y[0])(batch.query_x[0])
+    assert out.shape == (batch.query_x.shape[1], *((3,) if task == "classification" else (1,)))
+
+
+def test_task_mode_is_a_literal_that_the_run_config_checks():
+    for config in (MAMLConfig, ReptileConfig, LearnedOptimizerMAMLConfig):
+        assert typing.get_args(typing.get_type_hints(config)["task_mode"]) == TASK_MODES
+    for name in ("maml", "reptile"):
+        with pytest.raises(ConfigError, match=r"algorithm.task_mode must be one of .*'threads'.*'bogus'"):
+            apply_overrides(RunConfig(), [f"algorithm.name={name}", "algorithm.task_mode=bogus"])
+    with pytest.raises(ValueError, match="unknown task_mode 'bogus'; choose one of auto, loop"):
+        MAML(MLP(1, (4,), 1), MAMLConfig(task_mode="bogus"))

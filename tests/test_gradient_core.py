@@ -1,16 +1,21 @@
 """Functional core of the gradient-based learners: update rules, inner loop, exactness checks.
 
-Relational tests: vmap path == loop path (with batch norm), second-order meta-gradient ==
-central finite differences, == plain-autograd reference; first order == detached inner grads.
+The specification of MAML is :func:`reference_maml`, a plain per-task loop; MAML and FOMAML
+equal it in every task mode (loop, threads, vmap, with batch norm in the model). Relational
+tests: vmap path == loop path == threads (Meta-SGD, ANIL too), second-order meta-gradient ==
+central finite differences; first order == detached inner grads.
 """
 
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from metalearn.algorithms import ANIL, MAML, ANILConfig, MAMLConfig, MetaSGD, MetaSGDConfig
+from metalearn.algorithms.checks import as_batch
 from metalearn.algorithms.functional import inner_loop, make_forward
 from metalearn.models import MLP, Conv4
 from metalearn.optim.update_rules import (
@@ -163,14 +168,14 @@ def test_threads_equal_loop(name, first_order, two_threads):
 
 
 def test_threads_is_the_cpu_default_for_conv_backbones_and_carries_grad_mode(two_threads):
-    from metalearn.algorithms.functional import resolve_mode
+    from metalearn.algorithms.task_map import resolve_task_mode
 
     cpu = torch.device("cpu")
-    assert resolve_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "threads"
-    assert resolve_mode("auto", cpu, Conv4(1, hidden=4)) == "loop"  # first order: no gain
-    assert resolve_mode("auto", cpu, MLP(1, (4,), 1), second_order=True) == "vmap"
+    assert resolve_task_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "threads"
+    assert resolve_task_mode("auto", cpu, Conv4(1, hidden=4)) == "loop"  # first order: no gain
+    assert resolve_task_mode("auto", cpu, MLP(1, (4,), 1), second_order=True) == "vmap"
     torch.set_num_threads(1)
-    assert resolve_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "loop"
+    assert resolve_task_mode("auto", cpu, Conv4(1, hidden=4), second_order=True) == "loop"
     torch.set_num_threads(2)
     algo = MAML(Conv4(1, hidden=4, out_features=3), MAMLConfig(task_mode="threads"))
     with torch.no_grad():
@@ -196,35 +201,54 @@ def test_vmap_chunks_equal_full_vmap():
 # ---------------------------------------------------------------- exactness of meta-gradients
 
 
-def reference_maml_grads(net, batch, lr, steps, first_order):
-    """Plain-autograd MAML (as higher/learn2learn do it): graph through the inner steps."""
-    names, params = zip(*net.named_parameters())
-    total = 0.0
+def reference_maml(net, batch, inner_lr, inner_steps, first_order=False):
+    """THE specification of MAML and FOMAML (Finn et al. 2017, Algorithm 2), torch.func style.
+
+    Per task: ``inner_steps`` SGD steps from the meta-parameters on the support loss
+    (cross-entropy for labels, MSE for float targets), then the query loss at the adapted
+    parameters. The meta-loss is the mean over tasks; its gradient flows through the inner
+    steps (second order) unless ``first_order`` takes the inner gradients as constants. With
+    ``norm="task"`` the query is forwarded after the support, whose rows give the statistics.
+
+    Returns:
+        ``(meta_loss, meta_gradients)``, the gradients in ``net.parameters()`` order.
+    """
+    params = dict(net.named_parameters())
+    task_norm = getattr(net, "norm", None) == "task"
+
+    def loss(p, x, y, support_x=None):
+        if support_x is None:
+            out = functional_call(net, p, (x,))
+        else:
+            n = len(support_x)
+            out = functional_call(net, p, (torch.cat([support_x, x]),), {"n_support": n})[n:]
+        return F.mse_loss(out, y) if y.is_floating_point() else F.cross_entropy(out, y)
+
+    query_losses = []
     for ep in batch:
-        fast = list(params)
-        for _ in range(steps):
-            out = torch.func.functional_call(net, dict(zip(names, fast)), (ep.support_x,))
-            loss = nn.functional.cross_entropy(out, ep.support_y) if not torch.is_floating_point(
-                ep.support_y) else nn.functional.mse_loss(out, ep.support_y)
-            g = torch.autograd.grad(loss, fast, create_graph=not first_order)
-            fast = [p - lr * (gi.detach() if first_order else gi) for p, gi in zip(fast, g)]
-        out = torch.func.functional_call(net, dict(zip(names, fast)), (ep.query_x,))
-        loss = nn.functional.cross_entropy(out, ep.query_y) if not torch.is_floating_point(
-            ep.query_y) else nn.functional.mse_loss(out, ep.query_y)
-        total = total + loss / len(batch)
-    return torch.autograd.grad(total, params)
+        fast = params
+        for _ in range(inner_steps):
+            grads = torch.autograd.grad(loss(fast, ep.support_x, ep.support_y), list(fast.values()),
+                                        create_graph=not first_order)
+            fast = {k: w - inner_lr * g for (k, w), g in zip(fast.items(), grads)}
+        query_losses.append(loss(fast, ep.query_x, ep.query_y, ep.support_x if task_norm else None))
+    meta_loss = torch.stack(query_losses).mean()
+    return meta_loss, torch.autograd.grad(meta_loss, list(params.values()))
 
 
 @pytest.mark.parametrize("first_order", [False, True])
-def test_meta_gradient_equals_autograd_reference_with_batch_norm(first_order):
+@pytest.mark.parametrize("task_mode", ["loop", "threads", "vmap"])
+@pytest.mark.parametrize("norm", ["transductive", "task"])
+def test_maml_equals_reference_in_every_task_mode(first_order, task_mode, norm, two_threads):
     torch.manual_seed(0)
-    net = Conv4(1, hidden=6, out_features=3, norm="transductive")
+    net = Conv4(1, hidden=6, out_features=3, norm=norm)
     batch = image_batch()
-    ref = reference_maml_grads(net, batch, 0.3, 2, first_order)
-    _, ours, _ = meta_grads(MAML(net, MAMLConfig(inner_lr=0.3, inner_steps=2,
-                                                 first_order=first_order, task_mode="loop")), batch)
-    for a, b in zip(ours, ref):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    ref_loss, ref = reference_maml(net, batch, 0.3, 2, first_order)
+    loss, ours, _ = meta_grads(MAML(net, MAMLConfig(inner_lr=0.3, inner_steps=2, first_order=first_order,
+                                                    task_mode=task_mode)), batch)
+    assert torch.allclose(loss, ref_loss, atol=1e-6)
+    for a, b in zip(ours, ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), (a - b).abs().max()
 
 
 def test_first_order_differs_from_second_order():
@@ -274,13 +298,16 @@ def test_bad_inner_step_counts_are_refused():
         MAML(MLP(1, (4,), 1), MAMLConfig(eval_inner_steps=0))
 
 
-def test_tasks_of_different_shapes_are_refused():
+def test_as_batch_stacks_equal_shapes_and_keeps_a_list_of_different_ones():
     a, b = regression_batch(n_support=5)[0], regression_batch(n_support=4)[0]
-    algo = MAML(MLP(1, (4,), 1))
-    with pytest.raises(ValueError, match="tasks of equal shape"):
-        algo.meta_loss([a, b])
+    stacked = as_batch([a, a])
+    assert isinstance(stacked, EpisodeBatch) and torch.equal(stacked.support_x[1], a.support_x)
+    kept = as_batch((a, b))
+    assert isinstance(kept, list) and kept[0] is a and kept[1] is b
+    with pytest.raises(ValueError, match="empty"):
+        as_batch([])
     with pytest.raises(TypeError, match="EpisodeBatch.stack"):
-        algo.meta_loss(a)
+        MAML(MLP(1, (4,), 1)).meta_loss(a)
 
 
 def test_non_finite_inner_loss_names_step_and_task():

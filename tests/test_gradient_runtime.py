@@ -44,15 +44,15 @@ def test_reexec_sets_tunables_once_and_can_be_disabled():
 
 
 def test_auto_task_mode_picks_vmap_for_fully_connected_nets_on_cpu():
-    from metalearn.algorithms.functional import resolve_mode
+    from metalearn.algorithms.task_map import resolve_task_mode
     from metalearn.models import MLP, Conv4
 
     cpu = torch.device("cpu")
-    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1)) == "vmap"
+    assert resolve_task_mode("auto", cpu, MLP(1, [8, 8], 1)) == "vmap"
     per_task = "threads" if torch.get_num_threads() > 1 else "loop"  # second order: on all cores
-    assert resolve_mode("auto", cpu, MLP(1, [8, 8], 1, norm="transductive")) == "loop"
-    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4, out_features=2)) == "loop"
-    assert resolve_mode("auto", cpu, Conv4(in_channels=1, hidden=4), second_order=True) == per_task
-    assert resolve_mode("auto", cpu) == "loop"
-    assert resolve_mode("auto", torch.device("cuda"), Conv4(in_channels=1, hidden=4)) == "vmap"
-    assert resolve_mode("loop", cpu, MLP(1, [8], 1)) == "loop"
+    assert resolve_task_mode("auto", cpu, MLP(1, [8, 8], 1, norm="transductive")) == "loop"
+    assert resolve_task_mode("auto", cpu, Conv4(in_channels=1, hidden=4, out_features=2)) == "loop"
+    assert resolve_task_mode("auto", cpu, Conv4(in_channels=1, hidden=4), second_order=True) == per_task
+    assert resolve_task_mode("auto", cpu) == "loop"
+    assert resolve_task_mode("auto", torch.device("cuda"), Conv4(in_channels=1, hidden=4)) == "vmap"
+    assert resolve_task_mode("loop", cpu, MLP(1, [8], 1)) == "loop"

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import nn
 
-from metalearn.algorithms.functional import Differentiate, func_grad, inner_loop
 from metalearn.algorithms.maml import MAML, MAMLConfig
-from metalearn.types import Params
 
 
 @dataclass
@@ -58,10 +56,6 @@ class ANIL(MAML):
                 "config.head to the name of its final layer"
             )
 
-    def _adapt_fn(self, support_x: Tensor, support_y: Tensor, steps: int, first_order: bool):
-        def adapt(meta: tuple[Params, Params], differentiate: Differentiate = func_grad):
-            params, rule_params = meta
-            return inner_loop(self._forward, params, support_x, support_y,
-                              self.make_rule(rule_params), steps, first_order=first_order,
-                              adapt=self.head_names, differentiate=differentiate)
-        return adapt
+    def adapted_names(self) -> list[str]:
+        """The head's parameter names: the only ones the inner loop adapts."""
+        return self.head_names

@@ -4,13 +4,8 @@ Meta-parameters are the algorithm's own ``nn.Parameter``s; adapted parameters ar
 tensors in a dict passed through :func:`torch.func.functional_call`. The inner loop is written
 once, as the pure function :func:`inner_loop` ``(params, support, rule, steps) -> params``, and
 used by meta-training and by ``adapt``. A per-task function (adapt, then measure the query loss
-and its meta-gradient) is mapped over the task dimension of an :class:`EpisodeBatch` by
-:func:`over_tasks`, either with ``torch.func.vmap`` or with a Python loop: same results (tested),
-different speed. ``vmap`` turns per-task weights into grouped convolutions, which pays on a GPU
-and is about 2x slower on a CPU, so ``mode="auto"`` picks vmap on CUDA and, on a CPU, the loop,
-spread over a pool of threads for second-order meta-gradients (``"threads"``: each task runs
-single-threaded, several at once, which uses the cores better than one task at a time with
-multi-threaded kernels).
+and its meta-gradient, :func:`task_meta_gradient`) is mapped over the tasks of a meta-batch by
+:mod:`metalearn.algorithms.task_map` (a loop, a pool of threads, or ``torch.func.vmap``).
 
 Meta-gradients are computed per task inside the mapped function (``vmap(vjp(...))``, never
 autograd through a vmapped inner ``autograd.grad``: that combination gives wrong second-order
@@ -26,49 +21,21 @@ import copy
 import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vjp, vmap
+from torch.func import functional_call, grad, vjp
 
-from metalearn.models.norm import BatchStatNorm, check_no_running_stats
+from metalearn.algorithms.losses import task_loss
 from metalearn.optim.update_rules import UpdateRule, apply_updates
-from metalearn.types import Episode, EpisodeBatch, Params
+from metalearn.types import Params
 
 Forward = Callable[..., Tensor]
 """``forward(params, x, n_support=None) -> outputs``: a module as a pure function."""
 
 Differentiate = Callable[..., Callable[[Params], tuple[Params, Any]]]
 """``differentiate(fn, create_graph) -> (params -> (grads, aux))`` for ``fn(params) -> (loss, aux)``."""
-
-MODES = ("auto", "loop", "threads", "vmap")
-
-
-def task_loss(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Cross-entropy for integer labels, mean squared error for float targets.
-
-    Args:
-        outputs: Logits ``(n, n_way)`` or predictions ``(n, *y_shape)``.
-        targets: Labels ``(n,)`` (int64) or targets ``(n, *y_shape)`` (float).
-    """
-    if torch.is_floating_point(targets):
-        return F.mse_loss(outputs, targets)
-    return F.cross_entropy(outputs, targets)
-
-
-def task_metric(outputs: Tensor, targets: Tensor) -> Tensor:
-    """Accuracy (classification) or mean squared error (regression), as a 0-d tensor."""
-    if torch.is_floating_point(targets):
-        return F.mse_loss(outputs.detach(), targets)
-    return (outputs.detach().argmax(-1) == targets).float().mean()
-
-
-def metric_name(targets: Tensor) -> str:
-    """``"mse"`` for float targets, else ``"accuracy"``."""
-    return "mse" if torch.is_floating_point(targets) else "accuracy"
 
 
 def make_forward(module: nn.Module) -> Forward:
@@ -241,102 +208,8 @@ def _rebuild(tree: Any, flat: Iterator[Tensor]) -> Any:
         return next(flat)
     if isinstance(tree, dict):
         return {k: _rebuild(v, flat) for k, v in tree.items()}
-    return type(tree)(_rebuild(v, flat) for v in tree)
-
-
-def resolve_mode(mode: str, device: torch.device, module: nn.Module | None = None,
-                 second_order: bool = False) -> str:
-    """Map ``"auto"`` to the faster task mode for ``device`` and ``module``; validate the rest.
-
-    ``"vmap"`` on CUDA. On CPU, for convolutional backbones (per-task convolutions are large
-    enough to keep a core busy; vmap's batched kernels were slower here), ``"threads"`` when the
-    meta-gradient is ``second_order`` and torch uses several threads, else ``"loop"``: with one
-    task per core, second-order MAML ran 1.1-1.2x faster than one task at a time on all cores,
-    while first-order MAML gained under 3% and, holding two tasks' graphs at once, peaked 25%
-    higher in memory (benchmarks/maml_throughput.py). ``"vmap"`` for small fully connected
-    backbones such as the sinusoid MLP, where per-task Python overhead dominates (vmap was 2.2x
-    faster for MAML on 5-shot sinusoids with meta-batch 25). Without ``module``, CPU is treated
-    as convolutional.
-    """
-    if mode not in MODES:
-        raise ValueError(f"unknown task mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "auto":
-        if device.type == "cuda":
-            return "vmap"
-        if module is not None and not any(
-                isinstance(m, (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, BatchStatNorm))
-                for m in module.modules()):
-            return "vmap"
-        return "threads" if second_order and torch.get_num_threads() > 1 else "loop"
-    return mode
-
-
-def _stack(trees: list[Any]) -> Any:
-    first = trees[0]
-    if isinstance(first, Tensor):
-        return torch.stack(trees)
-    if isinstance(first, dict):
-        return {k: _stack([t[k] for t in trees]) for k in first}
-    if isinstance(first, (tuple, list)):
-        return type(first)(_stack([t[i] for t in trees]) for i in range(len(first)))
-    raise TypeError(f"cannot stack outputs of type {type(first).__name__}")
-
-
-def over_tasks(fn: Callable[..., Any], tensors: Sequence[Tensor], mode: str,
-               chunk_size: int | None = None) -> Any:
-    """Map ``fn`` over the leading task dimension of ``tensors`` and stack its outputs.
-
-    Args:
-        fn: Per-task function of one slice of each tensor; returns a pytree of tensors.
-        tensors: Tensors with a leading task dimension ``(n_tasks, ...)``.
-        mode: ``"loop"`` (Python loop) or ``"vmap"`` (``torch.func.vmap``).
-        chunk_size: With ``"vmap"``, tasks per vectorised call (bounds memory); None = all.
-    """
-    if mode == "vmap":
-        return vmap(fn, chunk_size=chunk_size)(*tensors)
-    n = tensors[0].shape[0]
-    workers = min(torch.get_num_threads(), n) if mode == "threads" else 1
-    if workers > 1:
-        return _stack(_thread_map(fn, tensors, n, workers))
-    return _stack([fn(*(t[i] for t in tensors)) for i in range(n)])
-
-
-_POOL: tuple[ThreadPoolExecutor, int] | None = None
-"""The task-thread pool and its number of workers."""
-_POOL_LOCK = threading.Lock()
-
-
-def _thread_pool(workers: int) -> ThreadPoolExecutor:
-    """The process's task-thread pool, (re)built for ``workers`` threads."""
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None or _POOL[1] != workers:
-            if _POOL is not None:
-                _POOL[0].shutdown(wait=True)
-            _POOL = (ThreadPoolExecutor(workers, thread_name_prefix="metalearn-task"), workers)
-        return _POOL[0]
-
-
-def _thread_map(fn: Callable[..., Any], tensors: Sequence[Tensor], n: int, workers: int) -> list[Any]:
-    """``[fn(task i) for i in range(n)]`` on ``workers`` threads, one intra-op thread each.
-
-    Each task is computed by exactly the operations of the serial loop, so results are those of
-    ``"loop"`` run with one thread; autograd is thread-safe for independent graphs, and the
-    grad mode of the calling thread is carried into the workers (it is thread-local).
-    """
-    grad_enabled = torch.is_grad_enabled()
-
-    def run(i: int) -> Any:
-        torch.set_num_threads(1)
-        with torch.set_grad_enabled(grad_enabled):
-            return fn(*(t[i] for t in tensors))
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return list(_thread_pool(workers).map(run, range(n)))
-    finally:
-        torch.set_num_threads(previous)
+    items = (_rebuild(v, flat) for v in tree)
+    return type(tree)(*items) if hasattr(tree, "_fields") else type(tree)(items)
 
 
 def attach_gradients(value: Tensor, params: Iterable[Tensor], grads: Iterable[Tensor]) -> Tensor:
@@ -350,65 +223,6 @@ def attach_gradients(value: Tensor, params: Iterable[Tensor], grads: Iterable[Te
         if p.requires_grad:
             out = out + ((p - p.detach()) * g.detach()).sum()
     return out
-
-
-def check_finite(inner_losses: Tensor, query_losses: Tensor | None = None) -> None:
-    """Raise if a support loss (``(n_tasks, steps)``) or query loss (``(n_tasks,)``) is not finite.
-
-    Raises:
-        FloatingPointError: naming the first bad task and inner step, and what to try.
-    """
-    bad = ~torch.isfinite(inner_losses)
-    if bool(bad.any()):
-        task, step = (int(i) for i in bad.nonzero()[0])
-        raise FloatingPointError(
-            f"support loss became {inner_losses[task, step].item()} at inner step {step} of task "
-            f"{task}: the inner loop diverged. Lower the inner learning rate, use fewer inner "
-            "steps, or check the inputs of that task for NaN/inf."
-        )
-    if query_losses is not None:
-        bad = ~torch.isfinite(query_losses)
-        if bool(bad.any()):
-            task = int(bad.nonzero()[0, 0])
-            raise FloatingPointError(
-                f"query loss became {query_losses[task].item()} for task {task} after the inner "
-                "loop: lower the inner learning rate or use fewer inner steps."
-            )
-
-
-def as_batch(batch: EpisodeBatch | Sequence[Episode]) -> EpisodeBatch:
-    """Accept an :class:`EpisodeBatch` or a list of same-shape episodes.
-
-    Raises:
-        TypeError: for a single :class:`Episode` (wrap it: ``EpisodeBatch.stack([episode])``).
-        ValueError: if the episodes of a list differ in shape.
-    """
-    if isinstance(batch, EpisodeBatch):
-        return batch
-    if isinstance(batch, Episode):
-        raise TypeError("meta_loss takes an EpisodeBatch, got a single Episode: pass "
-                        "EpisodeBatch.stack([episode]) (or use adapt() for one task)")
-    return EpisodeBatch.stack(list(batch))
-
-
-def check_backbone(module: nn.Module) -> nn.Module:
-    """Validate a backbone for the functional inner loop (no running statistics)."""
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"backbone must be an nn.Module, got {type(module).__name__}")
-    check_no_running_stats(module)
-    return module
-
-
-def check_steps(steps: int, name: str, minimum: int = 1) -> int:
-    """Validate an inner step count (at least ``minimum``, 1 by default).
-
-    Raises:
-        ValueError: for a count below ``minimum``, naming the argument.
-    """
-    if int(steps) != steps or steps < minimum:
-        why = "the inner loop needs at least one step to adapt" if minimum >= 1 else "a step count"
-        raise ValueError(f"{name} must be an integer >= {minimum} ({why}), got {steps!r}")
-    return int(steps)
 
 
 def detach(params: Params) -> Params:

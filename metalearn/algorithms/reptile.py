@@ -21,29 +21,22 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from metalearn.algorithms.checks import Tasks, as_batch, check_backbone, check_finite, check_steps
 from metalearn.algorithms.functional import (
-    MODES,
     AdaptedPredictor,
-    as_batch,
     attach_gradients,
     autograd_grad,
-    check_backbone,
-    check_finite,
-    check_steps,
     detach,
     func_grad,
     inner_loop,
     make_forward,
-    metric_name,
-    over_tasks,
     predict,
-    resolve_mode,
-    task_loss,
-    task_metric,
     uses_task_norm,
 )
+from metalearn.algorithms.losses import metric_name, task_loss, task_metric
+from metalearn.algorithms.task_map import TaskMode, check_task_mode, map_tasks, resolve_task_mode
 from metalearn.optim.update_rules import check_lr, sgd
-from metalearn.types import EpisodeBatch, Params
+from metalearn.types import Episode, EpisodeBatch, Params
 
 
 @dataclass
@@ -64,8 +57,10 @@ class ReptileConfig:
     """Meta-updates over which eps is annealed linearly (0: no annealing)."""
     serial: bool = False
     """Serial Reptile (move theta after each task) instead of batched (average the tasks)."""
-    task_mode: str = "auto"
-    """Batched version: ``loop``, ``vmap`` or ``auto`` (loop on CPU, vmap on CUDA)."""
+    task_mode: TaskMode = "auto"
+    """Batched version: ``loop``, ``threads``, ``vmap`` or ``auto`` (vmap on CUDA and for fully
+    connected backbones on CPU, else the loop); a list of episodes of different shapes is never
+    vmapped (``vmap`` falls back to the loop)."""
 
 
 class Reptile(nn.Module):
@@ -96,8 +91,7 @@ class Reptile(nn.Module):
         check_steps(config.inner_steps, "inner_steps")
         if config.eval_inner_steps is not None:
             check_steps(config.eval_inner_steps, "eval_inner_steps")
-        if config.task_mode not in MODES:
-            raise ValueError(f"unknown task_mode {config.task_mode!r}; choose one of {MODES}")
+        check_task_mode(config.task_mode)
         self.backbone = check_backbone(backbone)
         self._forward = make_forward(backbone)
         self._task_norm = uses_task_norm(backbone)
@@ -127,38 +121,40 @@ class Reptile(nn.Module):
 
         return task
 
-    def _new_params(self, batch: EpisodeBatch) -> tuple[Params, dict[str, float]]:
-        """Reptile's target ``theta_new`` for ``batch`` and the query metrics."""
+    def _new_params(self, tasks: Tasks) -> tuple[Params, dict[str, float]]:
+        """Reptile's target ``theta_new`` for ``tasks`` and the query metrics."""
         theta = detach(dict(self.backbone.named_parameters()))
         eps = self.outer_lr_now()
-        tensors = (batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+        first = tasks[0]  # the device and the kind of targets
         if self.config.serial:
             outs = []
-            for i in range(len(batch)):
-                phi, *rest = self._task(theta)(*(t[i] for t in tensors))
+            for ep in tasks:
+                phi, *rest = self._task(theta)(ep.support_x, ep.support_y, ep.query_x, ep.query_y)
                 theta = {k: theta[k] + eps * (phi[k] - theta[k]) for k in theta}
                 outs.append(rest)
             losses, metrics, inner = (torch.stack(x) for x in zip(*outs))
         else:
-            mode = resolve_mode(self.config.task_mode, batch.support_x.device, self.backbone)
-            phi, losses, metrics, inner = over_tasks(self._task(theta, mode == "vmap"), tensors, mode)
+            task_mode = resolve_task_mode(self.config.task_mode, first.support_x.device, self.backbone)
+            task = self._task(theta, functorch=task_mode == "vmap")
+            phi, losses, metrics, inner = map_tasks(task, tasks, task_mode)
             theta = {k: theta[k] + eps * (phi[k].mean(0) - theta[k]) for k in theta}
         check_finite(inner, losses)
-        return theta, {"loss": float(losses.mean()), metric_name(batch.query_y): float(metrics.mean())}
+        return theta, {"loss": float(losses.mean()), metric_name(first.query_y): float(metrics.mean())}
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | list[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean post-adaptation query loss, with gradient ``theta - theta_new`` attached.
 
         Args:
-            batch: Tasks of equal shape (see :class:`~metalearn.types.EpisodeBatch`).
+            batch: Tasks of equal shape (see :class:`~metalearn.types.EpisodeBatch`), or a
+                list of episodes of different shapes too (mapped by the loop or the threads).
 
         Returns:
             ``(loss, metrics)``; ``metrics`` has ``loss`` and ``accuracy`` (or ``mse``).
             With gradients enabled the outer step counter advances by one.
         """
-        batch = as_batch(batch)
-        new, metrics = self._new_params(batch)
-        value = torch.tensor(metrics["loss"], device=batch.support_x.device)
+        tasks = as_batch(batch)
+        new, metrics = self._new_params(tasks)
+        value = torch.tensor(metrics["loss"], device=tasks[0].support_x.device)
         if not torch.is_grad_enabled():
             return value, metrics
         self.step += 1
@@ -166,7 +162,7 @@ class Reptile(nn.Module):
         return attach_gradients(value, params, [p.detach() - new[n] for n, p in zip(names, params)]), metrics
 
     @torch.no_grad()
-    def outer_step(self, batch: EpisodeBatch) -> dict[str, float]:
+    def outer_step(self, batch: EpisodeBatch | list[Episode]) -> dict[str, float]:
         """Apply one Reptile meta-update to the backbone in place; returns the query metrics."""
         new, metrics = self._new_params(as_batch(batch))
         for name, p in self.backbone.named_parameters():
