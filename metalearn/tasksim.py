@@ -47,7 +47,7 @@ from metalearn.algorithms.functional import (
     task_loss,
     uses_task_norm,
 )
-from metalearn.algorithms.metric import check_support, cosine_similarity, prototypes
+from metalearn.algorithms.metric_common import check_support, cosine_similarity, prototypes
 from metalearn.algorithms.update_rules import UpdateRule
 from metalearn.types import EpisodeBatch, Params
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn._rng import make_generator
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
     flatten_features,

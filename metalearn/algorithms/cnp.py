@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.algorithms.functional import as_batch
-from metalearn.algorithms.metric import embed_support_query, flatten_features
+from metalearn.algorithms.metric_common import embed_support_query, flatten_features
 from metalearn.types import EpisodeBatch
 
 

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.algorithms.functional import autograd_grad, inner_loop
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     embed_support_query,
     episodic_loss,

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     SupportSetPredictor,
     check_support,
     cosine_similarity,

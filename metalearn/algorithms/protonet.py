@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
     embed_support_query,

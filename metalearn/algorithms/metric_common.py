@@ -1,5 +1,8 @@
 """Small pure helpers shared by the metric-based learners (ProtoNet, Matching, Relation, Baseline).
 
+"Metric" as in metric learning (distances between embeddings); the evaluation metrics
+(accuracy, confidence intervals) live in :mod:`metalearn.eval.metrics`.
+
 Everything here is a plain function of tensors: class prototypes, pairwise distances and
 similarities, and the checks on a support set that every metric method needs (a class with no
 support example, an empty support set). Leading batch dimensions are allowed wherever a shape
