@@ -14,6 +14,7 @@ from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
 from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
 from metalearn.algorithms.reptile import Reptile, ReptileConfig
+from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter
 
 ALGORITHMS = {
     "maml": MAML,
@@ -55,4 +56,6 @@ __all__ = [
     "RelationNet",
     "Reptile",
     "ReptileConfig",
+    "TaskMemory",
+    "WarmStartAdapter",
 ]
