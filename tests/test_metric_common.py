@@ -16,8 +16,8 @@ from torch import nn
 from metalearn.algorithms.baseline import Baseline, BaselineConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
-from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
-from metalearn.models import MLP, Conv4, ResNet12
+from metalearn.algorithms.relation import RelationConfig, RelationNet
+from metalearn.models import MLP, Conv4, FeatureMaps, ResNet12
 from metalearn.types import Episode, EpisodeBatch
 
 DIM, INFO = 32, 8  # blob inputs: INFO informative coordinates, the rest loud noise

@@ -34,9 +34,9 @@ from metalearn.algorithms.metric_common import (
     cosine_similarity,
     flatten_features,
     prototypes,
-    run_backbone,
 )
 from metalearn.data.base import ClassDataset
+from metalearn.models.heads import run_backbone
 from metalearn.types import EpisodeBatch
 
 

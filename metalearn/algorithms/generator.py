@@ -43,9 +43,9 @@ from metalearn.algorithms.metric_common import (
     episodic_loss,
     flatten_features,
     prototypes,
-    run_backbone,
 )
 from metalearn.algorithms.update_rules import check_lr, sgd
+from metalearn.models.heads import run_backbone
 from metalearn.types import EpisodeBatch, Params
 
 

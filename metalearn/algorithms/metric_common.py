@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metalearn.models.heads import Backbone
+from metalearn.models.heads import run_backbone
 from metalearn.types import EpisodeBatch
 
 
@@ -133,27 +133,6 @@ def cosine_similarity(a: Tensor, b: Tensor, eps: float = 1e-8) -> Tensor:
 def flatten_features(features: Tensor) -> Tensor:
     """Flatten per-example feature maps ``(n, *shape)`` to vectors ``(n, prod(shape))``."""
     return features.reshape(features.shape[0], -1)
-
-
-def run_backbone(backbone: torch.nn.Module, x: Tensor, n_support: int | None = None) -> Tensor:
-    """Call a feature extractor, passing ``n_support`` to metalearn backbones.
-
-    A :class:`metalearn.models.Backbone` with ``norm="task"`` normalises every row with the
-    statistics of the first ``n_support`` rows (the support set); so does any module with a
-    true ``takes_n_support`` attribute (a wrapper of one); any other ``nn.Module`` is simply
-    called on ``x``. Image batches go channels-last on CPU, where convolutions run
-    markedly faster in that layout (research/cpu-performance.md).
-
-    Args:
-        backbone: Maps ``(n, *x_shape)`` to ``(n, *feature_shape)``.
-        x: ``(n, *x_shape)``.
-        n_support: Number of leading support rows of ``x``, or ``None``.
-    """
-    if x.dim() == 4 and x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    if isinstance(backbone, Backbone) or getattr(backbone, "takes_n_support", False):
-        return backbone(x, n_support)
-    return backbone(x)
 
 
 def embed_support_query(backbone: torch.nn.Module, support_x: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
