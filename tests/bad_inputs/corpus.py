@@ -550,8 +550,8 @@ def _evil_pickle(tmp: Path) -> Path:
 
 
 def _pickle_api(tmp: Path):
-    from metalearn.algorithms.baseline import load_backbone
     from metalearn.models import BACKBONES
+    from metalearn.models.weights import load_backbone
 
     path = _evil_pickle(tmp)
     backbone = BACKBONES["conv4"](hidden=4)
