@@ -21,6 +21,7 @@ The pretrained backbone can come from a user's checkpoint
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -31,11 +32,12 @@ from torch import Tensor, nn
 from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
+    episodes_of,
     flatten_features,
     prototypes,
 )
 from metalearn.models.heads import run_backbone
-from metalearn.types import EpisodeBatch
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -201,17 +203,23 @@ class Baseline(nn.Module):
         loss = F.cross_entropy(logits, y)
         return loss, {"loss": loss.item(), "accuracy": (logits.argmax(-1) == y).float().mean().item()}
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Pretraining loss on every example of ``batch``, labelled by its dataset class id.
+
+        An :class:`EpisodeBatch` takes one backbone pass (the mean over all its examples); a
+        list of episodes, which may differ in shape, gives the mean of its episodes' losses.
 
         Raises:
             ValueError: if the batch has no ``class_ids``.
         """
+        if not isinstance(batch, EpisodeBatch):
+            losses, metrics = zip(*(self.meta_loss(EpisodeBatch.stack([ep])) for ep in episodes_of(batch)))
+            loss = torch.stack(losses).mean()
+            return loss, {"loss": loss.item(), "accuracy": sum(m["accuracy"] for m in metrics) / len(metrics)}
         if batch.class_ids is None:
-            raise ValueError(
-                "Baseline pretrains on dataset class ids, but this batch has no class_ids: sample "
-                "classification episodes from a dataset, or call pretrain_loss(x, y) on minibatches."
-            )
+            raise ValueError("Baseline pretrains on dataset class ids, but this batch has no class_ids: "
+                             "sample classification episodes from a dataset, or call "
+                             "pretrain_loss(x, y) on minibatches.")
         x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
         y = torch.cat([batch.support_y, batch.query_y], 1)
         return self.pretrain_loss(x, torch.gather(batch.class_ids, 1, y).flatten())

@@ -28,7 +28,7 @@ through those steps (cheap: they touch the head only).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,7 +46,7 @@ from metalearn.algorithms.metric_common import (
 )
 from metalearn.algorithms.update_rules import check_lr, sgd
 from metalearn.models.heads import run_backbone
-from metalearn.types import EpisodeBatch, Params
+from metalearn.types import Episode, EpisodeBatch, Params
 
 
 @dataclass
@@ -264,12 +264,12 @@ class ParameterGenerator(nn.Module):
         head, zq = self.task_head(support_x, support_y, query_x, n_way, self.config.finetune_steps)
         return linear_head(head, zq)
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean query cross-entropy of the generated (and fine-tuned) heads over ``batch``.
 
         Args:
-            batch: Classification tasks; ``support_x`` ``(n_tasks, n_way * k_shot, *x_shape)``,
-                ``query_x`` ``(n_tasks, n_way * n_query, *x_shape)``.
+            batch: An :class:`EpisodeBatch` or a list of episodes of any shapes (as in
+                :meth:`ProtoNet.meta_loss <metalearn.algorithms.ProtoNet.meta_loss>`).
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

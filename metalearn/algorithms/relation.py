@@ -17,6 +17,7 @@ them: ``FeatureMaps(Conv4(out_features=None, n_blocks=...), (C, H, W))``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,7 +31,7 @@ from metalearn.algorithms.metric_common import (
     embed_support_query,
     episodic_loss,
 )
-from metalearn.types import EpisodeBatch
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -122,8 +123,12 @@ class RelationNet(nn.Module):
         )
         return self.relation(pairs.reshape(nq * n_way, *pairs.shape[2:])).view(nq, n_way)
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean squared error of the relation scores to the one-hot query labels.
+
+        Args:
+            batch: An :class:`EpisodeBatch` or a list of episodes of any shapes (as in
+                :meth:`ProtoNet.meta_loss <metalearn.algorithms.ProtoNet.meta_loss>`).
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

@@ -37,7 +37,8 @@ def run_backbone(backbone: nn.Module, x: Tensor, n_support: int | None = None) -
     A :class:`metalearn.models.Backbone` with ``norm="task"`` normalises every row with the
     statistics of the first ``n_support`` rows (the support set); so does any module with a
     true ``takes_n_support`` attribute (a wrapper of one); any other ``nn.Module`` is simply
-    called on ``x``. Image batches go channels-last on CPU, where convolutions run
+    called on ``x``, so an encoder need not declare ``n_support`` (a text encoder
+    ``forward(ids)`` over int64 token ids ``(n, L)`` works as it is). Image batches go channels-last on CPU, where convolutions run
     markedly faster in that layout (research/cpu-performance.md).
 
     Args:
