@@ -3,9 +3,9 @@
 Setup (all seeded): a MAML learner (MLP 1-40-40-1, inner SGD at 0.01, 1 inner step, Adam 1e-3,
 meta-batch 25, ``--train-steps``) is meta-trained on a task distribution with structure, by
 default an equal mixture of sinusoids, lines and quadratics (``--family mixture``), or on plain
-sinusoids (``--family sinusoid``). A :class:`~metalearn.tasksim.TaskMemory` then stores
+sinusoids (``--family sinusoid``). A :class:`~metalearn.algorithms.warm_start.TaskMemory` then stores
 ``--memory-tasks`` fresh meta-training tasks, each embedded by its support-loss gradient at the
-meta-initialisation (:func:`~metalearn.tasksim.gradient_embedding`, cosine similarity) and
+meta-initialisation (:func:`~metalearn.algorithms.task_embedding.gradient_embedding`, cosine similarity) and
 fitted from the meta-initialisation with ``--fit-steps`` SGD steps on its support and query
 points. On 600 fixed test tasks (seed 2, K support points, 100 query points) each method adapts
 with the SAME rule and number of steps S from a different start:
@@ -37,18 +37,13 @@ from _record import record
 
 from metalearn.algorithms import MAML, MAMLConfig
 from metalearn.algorithms.functional import make_forward
+from metalearn.algorithms.task_embedding import fit_projection, gradient_embedding
+from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter, build_memory
 from metalearn.data import EpisodeSampler, FixedEpisodes
 from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
 from metalearn.eval import evaluate
 from metalearn.models import MLP
 from metalearn.optim.update_rules import sgd
-from metalearn.tasksim import (
-    TaskMemory,
-    WarmStartAdapter,
-    build_memory,
-    fit_projection,
-    gradient_embedding,
-)
 
 
 def family(name: str):

@@ -25,6 +25,8 @@ from metalearn.algorithms import (
     ProtoNet,
     RelationNet,
     Reptile,
+    TaskMemory,
+    WarmStartAdapter,
 )
 from metalearn.data import (
     ArrayDataset,
@@ -38,7 +40,6 @@ from metalearn.data import (
 )
 from metalearn.eval import EvalResult, evaluate
 from metalearn.models import MLP, Conv4, ResNet12
-from metalearn.tasksim import TaskMemory, WarmStartAdapter
 from metalearn.types import Algorithm, Episode, EpisodeBatch, Params, Predictor
 
 __version__ = "0.1.0"

@@ -160,3 +160,28 @@ def test_transforms_use_support_statistics_only():
     assert torch.allclose(norm.query_x, (plain.query_x - torch.tensor([1.0, 2, 3])) / 2)
     with pytest.raises(ValueError, match="positive"):
         Normalize([0.0], [0.0])
+
+
+def test_integer_examples_keep_their_dtype_through_episodes():
+    """Token ids (int64, beyond float32's exact range) reach the Episode unchanged."""
+    from metalearn.data.base import ClassDataset
+
+    n, length = 60, 5
+    labels = np.arange(n) % 6
+    # row i holds 2**40 + i*length + j: any float32 cast would round these ids
+    ids = (2**40 + np.arange(n * length, dtype=np.int64)).reshape(n, length)
+    ds = ClassDataset(ids, labels, [f"c{c}" for c in range(6)])
+    ep = EpisodeSampler(ds, n_way=3, k_shot=2, n_query=3, seed=0).sample()
+    assert ep.support_x.dtype == ep.query_x.dtype == torch.int64
+    for x, y in ((ep.support_x, ep.support_y), (ep.query_x, ep.query_y)):
+        rows = (x[:, 0] - 2**40) // length
+        assert torch.equal(x, torch.from_numpy(ids)[rows])  # exactly the stored rows
+        assert torch.equal(torch.from_numpy(labels)[rows], ep.class_ids[y])
+    assert ds.gather(torch.tensor([0])).dtype == torch.int64
+    small = ClassDataset(ids.astype(np.int32) % 1000, labels, [f"c{c}" for c in range(6)])
+    assert small.gather(torch.tensor([1, 2])).dtype == torch.int32
+    # floats and images as before: float64 -> float32, uint8 -> float32 in [0, 1]
+    doubles = ClassDataset(np.full((2, 3), 0.5), [0, 1], ["a", "b"])
+    assert doubles.gather(torch.tensor([0])).dtype == torch.float32
+    pixels = ClassDataset(np.full((2, 3), 255, np.uint8), [0, 1], ["a", "b"])
+    assert torch.equal(pixels.gather(torch.tensor([1])), torch.ones(1, 3))

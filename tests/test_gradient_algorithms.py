@@ -30,8 +30,8 @@ from metalearn.algorithms import (
 )
 from metalearn.algorithms.functional import inner_loop, make_forward
 from metalearn.algorithms.task_map import TASK_MODES
-from metalearn.optim.update_rules import sgd
 from metalearn.models import MLP, Conv4
+from metalearn.optim.update_rules import sgd
 from metalearn.train.config import ConfigError, RunConfig, apply_overrides
 from metalearn.types import Episode, EpisodeBatch, Predictor
 

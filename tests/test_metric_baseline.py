@@ -6,14 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.algorithms.baseline import (
-    Baseline,
-    BaselineConfig,
-    fit_heads,
-    head_logits,
-    load_backbone,
-)
+from metalearn.algorithms.baseline import Baseline, BaselineConfig, fit_heads, head_logits
 from metalearn.models import Conv4
+from metalearn.models.weights import load_backbone
 from metalearn.types import Episode, EpisodeBatch
 
 
@@ -147,8 +142,8 @@ def test_pretraining_on_minibatches_of_a_dataset_transfers_to_new_classes(one_th
     """Non-episodic pretraining (the paper's) on 64 blob classes; fine-tune heads on 20 unseen ones."""
     from test_metric_common import Blobs, test_accuracy
 
-    from metalearn.algorithms.baseline import pretrain
     from metalearn.data import ArrayDataset
+    from metalearn.train.pretrain import pretrain
 
     torch.manual_seed(7)
     train, test = Blobs(64, seed=1), Blobs(20, seed=2)
@@ -163,3 +158,18 @@ def test_pretraining_on_minibatches_of_a_dataset_transfers_to_new_classes(one_th
         assert test_accuracy(algo, test) >= 0.95 > before
     with pytest.raises(ValueError, match="n_classes"):
         pretrain(Baseline(nn.Linear(32, 4), BaselineConfig(n_classes=10, feature_dim=4)), dataset, steps=1)
+
+
+def test_pretrain_shows_progress_on_stderr_and_prints_nothing(capsys):
+    """The pretraining loop reports through a tqdm bar (stderr), as `metalearn train` does."""
+    from metalearn.data import ArrayDataset
+    from metalearn.train.pretrain import pretrain
+
+    dataset = ArrayDataset(torch.randn(40, 6).numpy(), torch.arange(4).repeat_interleave(10).numpy())
+    algo = Baseline(nn.Linear(6, 5), BaselineConfig(n_classes=4, feature_dim=5))
+    history = pretrain(algo, dataset, steps=3, batch_size=8, progress=True)
+    out = capsys.readouterr()
+    assert len(history) == 3 and out.out == ""
+    assert "pretrain" in out.err and "3/3" in out.err
+    pretrain(algo, dataset, steps=2, batch_size=8, progress=False)
+    assert capsys.readouterr().err == ""

@@ -16,8 +16,8 @@ from torch import nn
 from metalearn.algorithms.baseline import Baseline, BaselineConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
-from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
-from metalearn.models import MLP, Conv4, ResNet12
+from metalearn.algorithms.relation import RelationConfig, RelationNet
+from metalearn.models import MLP, Conv4, FeatureMaps, ResNet12
 from metalearn.types import Episode, EpisodeBatch
 
 DIM, INFO = 32, 8  # blob inputs: INFO informative coordinates, the rest loud noise
@@ -222,3 +222,88 @@ def test_every_method_runs_on_every_metalearn_backbone(kind, norm):
         assert torch.isfinite(loss)
         with torch.no_grad():
             assert algo.adapt(ep.support_x, ep.support_y)(ep.query_x).shape == (6, 3)
+
+
+# ----------------------------------------------------------------- seams for the new domains
+
+
+def assert_list_is_mean_of_episodes(algo: nn.Module, episodes: list[Episode]) -> None:
+    """``meta_loss`` of a list of (unequal) episodes is the mean of its single-episode losses,
+    metrics and gradients."""
+    def run(batch):
+        algo.zero_grad(set_to_none=True)
+        loss, metrics = algo.meta_loss(batch)
+        loss.backward()
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in algo.parameters()]
+        return loss.detach(), metrics, grads
+
+    loss, metrics, grads = run(episodes)
+    singles = [run(EpisodeBatch.stack([ep])) for ep in episodes]
+    torch.testing.assert_close(loss, torch.stack([s[0] for s in singles]).mean())
+    for key, value in metrics.items():
+        assert value == pytest.approx(sum(s[1][key] for s in singles) / len(singles), rel=1e-5), key
+    for i, g in enumerate(grads):
+        torch.testing.assert_close(g, sum(s[2][i] for s in singles) / len(singles), rtol=1e-5, atol=1e-7)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+assert_list_is_mean_of_episodes.__test__ = False  # a helper, not a test
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_a_list_of_episodes_of_different_shapes_is_the_mean_of_its_episodes(name):
+    """A meta-batch may mix n_way / k_shot / n_query: each task's n_way is read from the task."""
+    blobs = Blobs(64, seed=8, image=name.startswith("relation"))
+    episodes = [blobs.episode(3, 1, 2), blobs.episode(5, 2, 1), blobs.episode(2, 3, 4)]
+    assert_list_is_mean_of_episodes(make_algo(name), episodes)
+    with pytest.raises(TypeError, match=r"single Episode.*\[episode\]"):
+        make_algo(name).meta_loss(episodes[0])
+
+
+class TokenEncoder(nn.Module):
+    """A text encoder as users write one: int64 token ids ``(n, L)`` -> ``(n, d)``; no n_support."""
+
+    def __init__(self, vocab: int = 50, dim: int = 12):
+        super().__init__()
+        self.embed, self.out = nn.Embedding(vocab, dim), nn.Linear(dim, dim)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(ids).mean(1))
+
+
+def token_episode(n_way: int, k_shot: int, n_query: int, length: int, seed: int) -> Episode:
+    """Each class owns a band of 10 token ids; sentences draw their tokens from their class's band."""
+    g = torch.Generator().manual_seed(seed)
+    classes = torch.randperm(5, generator=g)[:n_way]
+
+    def draw(per: int) -> torch.Tensor:
+        base = (10 * classes).repeat_interleave(per)[:, None]
+        return base + torch.randint(0, 10, (n_way * per, length), generator=g)
+
+    labels = torch.arange(n_way)
+    return Episode(draw(k_shot), labels.repeat_interleave(k_shot), draw(n_query),
+                   labels.repeat_interleave(n_query), class_ids=classes)
+
+
+def test_plain_encoders_of_token_ids_work_as_backbones():
+    """An nn.Module with forward(x) over int64 ids needs no n_support, out_dim or float input."""
+    torch.manual_seed(0)
+    encoder = TokenEncoder()
+    algos = [
+        ProtoNet(encoder), MatchingNet(encoder, MatchingConfig(fce=True, feature_dim=12)),
+        RelationNet(FeatureMaps(encoder, (12, 1, 1)), RelationConfig(hidden_channels=4)),
+        Baseline(encoder, BaselineConfig(n_classes=5, feature_dim=12, finetune_steps=3)),
+    ]
+    batch = EpisodeBatch.stack([token_episode(3, 2, 2, length=7, seed=s) for s in range(2)])
+    unequal = [token_episode(3, 2, 2, length=7, seed=0), token_episode(4, 1, 3, length=9, seed=1)]
+    for algo in algos:
+        assert batch.support_x.dtype == torch.int64
+        for meta_batch in (batch, unequal):
+            algo.zero_grad(set_to_none=True)
+            loss, metrics = algo.meta_loss(meta_batch)
+            loss.backward()
+            assert torch.isfinite(loss) and 0.0 <= metrics["accuracy"] <= 1.0
+            assert encoder.embed.weight.grad is not None and encoder.embed.weight.grad.abs().sum() > 0
+        ep = unequal[1]
+        with torch.no_grad():
+            assert algo.adapt(ep.support_x, ep.support_y)(ep.query_x).shape == (12, 4)

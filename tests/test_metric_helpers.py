@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
     embed_support_query,

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet, attention_log_probs
-from metalearn.algorithms.metric import cosine_similarity
+from metalearn.algorithms.metric_common import cosine_similarity
 from metalearn.types import Episode, EpisodeBatch
 
 

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn.algorithms.metric import prototypes
+from metalearn.algorithms.metric_common import prototypes
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
 from metalearn.types import Episode, EpisodeBatch
 

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
-from metalearn.models import Conv4
+from metalearn.algorithms.relation import RelationConfig, RelationNet
+from metalearn.models import Conv4, FeatureMaps
 from metalearn.types import Episode, EpisodeBatch
 
 

@@ -280,3 +280,20 @@ def test_eval_finetune_steps_apply_in_adapt_only():
     assert not torch.allclose(tuned["weight"], generated["weight"])
     with pytest.raises(ValueError, match="eval_finetune_steps"):
         generator(eval_finetune_steps=-2)
+
+
+# ----------------------------------------------------------------- meta-batches of unequal episodes
+
+
+def test_generator_and_cnp_take_a_list_of_episodes_of_different_shapes():
+    """Each task of a list keeps its own shape (n_way, k_shot, n_query or number of points)."""
+    from test_metric_common import assert_list_is_mean_of_episodes
+
+    g = torch.Generator().manual_seed(3)
+    episodes = [blob_episode(g, 3, 1, 2), blob_episode(g, 5, 2, 4)]
+    algo = generator(finetune_steps=1)
+    randomise(algo)
+    assert_list_is_mean_of_episodes(algo, episodes)
+    tasks = SinusoidTasks()
+    points = [tasks.sample_batch(1, k, q, torch.Generator().manual_seed(k))[0] for k, q in ((5, 6), (10, 3))]
+    assert_list_is_mean_of_episodes(cnp(), points)

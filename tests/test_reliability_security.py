@@ -12,9 +12,9 @@ import pytest
 import torch
 from bad_inputs.corpus import image_folder, image_run
 
-from metalearn.algorithms.baseline import load_backbone
 from metalearn.data import ImageFolder
 from metalearn.models import BACKBONES
+from metalearn.models.weights import load_backbone
 from metalearn.train.checkpoint import CheckpointError, load_checkpoint
 from metalearn.train.config import ConfigError, RunConfig, apply_overrides
 

@@ -1,4 +1,5 @@
-"""Task embeddings, the task memory and warm starts (metalearn.tasksim); the mixture task family."""
+"""Task embeddings (algorithms/task_embedding.py), the task memory and warm starts
+(algorithms/warm_start.py); the mixture task family."""
 
 from __future__ import annotations
 
@@ -8,18 +9,16 @@ from torch.func import vmap
 
 from metalearn.algorithms import MAML, MAMLConfig
 from metalearn.algorithms.functional import make_forward
-from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
-from metalearn.eval import evaluate
-from metalearn.models import MLP
-from metalearn.optim.update_rules import sgd
-from metalearn.tasksim import (
-    TaskMemory,
-    WarmStartAdapter,
-    build_memory,
+from metalearn.algorithms.task_embedding import (
     class_statistics_embedding,
     fit_projection,
     gradient_embedding,
 )
+from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter, build_memory
+from metalearn.data.regression import LinearTasks, MixtureTasks, QuadraticTasks, SinusoidTasks
+from metalearn.eval import evaluate
+from metalearn.models import MLP
+from metalearn.optim.update_rules import sgd
 
 
 @pytest.fixture(autouse=True)

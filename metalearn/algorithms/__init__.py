@@ -12,8 +12,13 @@ from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
-from metalearn.algorithms.relation import FeatureMaps, RelationConfig, RelationNet
+from metalearn.algorithms.relation import RelationConfig, RelationNet
 from metalearn.algorithms.reptile import Reptile, ReptileConfig
+from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter
+
+# FeatureMaps is a backbone wrapper (metalearn.models); it stays importable from here because
+# earlier READMEs imported it with the Relation Network.
+from metalearn.models.feature_maps import FeatureMaps
 
 ALGORITHMS = {
     "maml": MAML,
@@ -55,4 +60,6 @@ __all__ = [
     "RelationNet",
     "Reptile",
     "ReptileConfig",
+    "TaskMemory",
+    "WarmStartAdapter",
 ]

@@ -5,39 +5,39 @@ Chen, Liu, Kira, Wang and Huang, "A Closer Look at Few-shot Classification", ICL
 
 *Pretraining* is ordinary, non-episodic classification: the backbone plus a head over all
 meta-train classes, trained with cross-entropy on ``(x, y)`` minibatches
-(:meth:`Baseline.pretrain_loss`; :func:`pretrain` runs it over a dataset). :meth:`Baseline.meta_loss` trains the same objective from an
-:class:`EpisodeBatch` (every support and query example labelled with its dataset class id,
-``class_ids``), so the shared training loop can run it unchanged. Baseline uses a linear head;
+(:meth:`Baseline.pretrain_loss`; :func:`metalearn.train.pretrain.pretrain` runs it over a
+dataset). :meth:`Baseline.meta_loss` trains the same objective from an :class:`EpisodeBatch`
+(every support and query example labelled with its dataset class id, ``class_ids``), so the
+shared training loop can run it unchanged. Baseline uses a linear head;
 Baseline++ a cosine head, ``logits = scale * cos(w_c, f(x))``, which is invariant to the scale
 of the features and reduces intra-class variation.
 
 *Adaptation* freezes the backbone, embeds the support set once and fits a fresh head of the
 same kind on it (full-batch Adam on the fixed features; the paper uses 100 SGD epochs with
 batch 4). Heads of many tasks are fitted at once (:func:`fit_heads`, :meth:`Baseline.adapt_batch`).
-The pretrained backbone can come from a user's checkpoint (:func:`load_backbone`).
+The pretrained backbone can come from a user's checkpoint
+(:func:`metalearn.models.weights.load_backbone`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn._rng import make_generator
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
+    episodes_of,
     flatten_features,
     prototypes,
-    run_backbone,
 )
-from metalearn.data.base import ClassDataset
-from metalearn.types import EpisodeBatch
+from metalearn.models.heads import run_backbone
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -203,17 +203,23 @@ class Baseline(nn.Module):
         loss = F.cross_entropy(logits, y)
         return loss, {"loss": loss.item(), "accuracy": (logits.argmax(-1) == y).float().mean().item()}
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Pretraining loss on every example of ``batch``, labelled by its dataset class id.
+
+        An :class:`EpisodeBatch` takes one backbone pass (the mean over all its examples); a
+        list of episodes, which may differ in shape, gives the mean of its episodes' losses.
 
         Raises:
             ValueError: if the batch has no ``class_ids``.
         """
+        if not isinstance(batch, EpisodeBatch):
+            losses, metrics = zip(*(self.meta_loss(EpisodeBatch.stack([ep])) for ep in episodes_of(batch)))
+            loss = torch.stack(losses).mean()
+            return loss, {"loss": loss.item(), "accuracy": sum(m["accuracy"] for m in metrics) / len(metrics)}
         if batch.class_ids is None:
-            raise ValueError(
-                "Baseline pretrains on dataset class ids, but this batch has no class_ids: sample "
-                "classification episodes from a dataset, or call pretrain_loss(x, y) on minibatches."
-            )
+            raise ValueError("Baseline pretrains on dataset class ids, but this batch has no class_ids: "
+                             "sample classification episodes from a dataset, or call "
+                             "pretrain_loss(x, y) on minibatches.")
         x = torch.cat([batch.support_x, batch.query_x], 1).flatten(0, 1)
         y = torch.cat([batch.support_y, batch.query_y], 1)
         return self.pretrain_loss(x, torch.gather(batch.class_ids, 1, y).flatten())
@@ -244,122 +250,3 @@ class Baseline(nn.Module):
         batched = self.adapt_batch(support_x.unsqueeze(0), support_y.unsqueeze(0))
         return BaselinePredictor(self.backbone, batched.support_x, batched.weight, batched.bias,
                                  batched.kind, batched.scale, False)
-
-
-def class_minibatches(dataset: ClassDataset, batch_size: int, seed: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-    """Endless shuffled ``(x, y)`` minibatches of a dataset's examples for pretraining.
-
-    Each pass over the data is a fresh seeded permutation (the last partial batch is dropped).
-
-    Args:
-        dataset: A :class:`~metalearn.data.ClassDataset` of the meta-train classes.
-        batch_size: Examples per minibatch.
-        seed: Seed of the shuffling.
-
-    Yields:
-        ``x`` ``(batch_size, *item_shape)`` and dataset class ids ``y`` ``(batch_size,)``.
-    """
-    if batch_size < 1 or batch_size > len(dataset):
-        raise ValueError(f"batch_size must lie in 1..{len(dataset)} (the dataset size), got {batch_size}")
-    g = make_generator(seed, "baseline-pretrain")
-    labels = torch.as_tensor(dataset.labels)
-    while True:
-        for idx in torch.randperm(len(dataset), generator=g).split(batch_size):
-            if len(idx) == batch_size:
-                yield dataset.gather(idx), labels[idx]
-
-
-def pretrain(algo: Baseline, dataset: ClassDataset, steps: int, batch_size: int = 64, lr: float = 1e-3,
-             seed: int = 0, log_every: int = 0) -> list[dict[str, float]]:
-    """Pretrain ``algo`` (backbone and head) as an ordinary classifier with Adam.
-
-    Args:
-        algo: A :class:`Baseline` whose ``n_classes`` equals ``dataset.num_classes``.
-        dataset: The meta-train classes.
-        steps: Number of minibatch steps.
-        batch_size: Examples per step.
-        lr: Adam learning rate (the paper's 1e-3).
-        seed: Seed of the minibatch order.
-        log_every: Print the running metrics every this many steps (0: never).
-
-    Returns:
-        The metrics of every step.
-    """
-    if dataset.num_classes != algo.config.n_classes:
-        raise ValueError(f"the dataset has {dataset.num_classes} classes but BaselineConfig.n_classes is "
-                         f"{algo.config.n_classes}: make them equal.")
-    device = next(algo.parameters()).device
-    opt = torch.optim.Adam(algo.parameters(), lr=lr)
-    history = []
-    for step, (x, y) in zip(range(1, steps + 1), class_minibatches(dataset, batch_size, seed)):
-        loss, metrics = algo.pretrain_loss(x.to(device), y.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        history.append(metrics)
-        if log_every and step % log_every == 0:
-            print(f"pretrain step {step}: loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.3f}", flush=True)
-    return history
-
-
-def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    if path.suffix == ".safetensors":
-        try:
-            from safetensors.torch import load_file
-        except ImportError as e:  # an optional dependency (extra "train")
-            raise ImportError("reading .safetensors needs `pip install safetensors`") from e
-        return load_file(str(path))
-    # weights_only: a checkpoint is data; never execute code from a user's file.
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    for key in ("state_dict", "model", "backbone"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{path} does not hold a state dict of tensors (name -> Tensor).")
-    return state
-
-
-def load_backbone(backbone: nn.Module, path: str | Path, strict: bool = True) -> nn.Module:
-    """Load pretrained weights into ``backbone`` (in place) from a user's checkpoint.
-
-    Accepts ``.safetensors`` files and ``.pt``/``.pth`` files read with
-    ``torch.load(weights_only=True)``, holding either the backbone's own state dict or one of a
-    larger model with the backbone under a prefix such as ``backbone.`` (a :class:`Baseline`
-    checkpoint, for example); other entries (heads) are ignored.
-
-    Args:
-        backbone: The module to fill; its architecture must match the checkpoint.
-        path: The checkpoint file.
-        strict: Require every parameter and buffer of ``backbone`` to be present.
-
-    Returns:
-        ``backbone``.
-
-    Raises:
-        ValueError: if the checkpoint's tensors do not match the backbone (missing names or
-            different shapes), naming what differs.
-    """
-    path = Path(path)
-    state = _read_state_dict(path)
-    own = backbone.state_dict()
-    prefixes = sorted({k[: len(k) - len(n)] for k in state for n in own if k.endswith(n)}, key=len)
-    best, best_hits = "", -1
-    for p in prefixes:
-        hits = sum(p + n in state for n in own)
-        if hits > best_hits:
-            best, best_hits = p, hits
-    found = {n: state[best + n] for n in own if best + n in state}
-    missing = [n for n in own if n not in found]
-    shapes = [f"{n}: checkpoint {tuple(t.shape)} vs backbone {tuple(own[n].shape)}"
-              for n, t in found.items() if t.shape != own[n].shape]
-    if shapes or (strict and missing):
-        unexpected = [k for k in state if not k.startswith(best) or k[len(best):] not in own][:5]
-        raise ValueError(
-            f"the checkpoint {path.name} does not match the backbone ({type(backbone).__name__}): "
-            + (f"shape mismatches {shapes[:5]}; " if shapes else "")
-            + (f"missing {missing[:5]}{' ...' if len(missing) > 5 else ''}; " if missing else "")
-            + f"unmatched checkpoint entries {unexpected}. Build the backbone with the same "
-            "architecture (depth, widths, norm) as the one that was saved."
-        )
-    backbone.load_state_dict(found, strict=strict)
-    return backbone

@@ -18,15 +18,15 @@ the predictive uncertainty.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.checks import as_batch
-from metalearn.algorithms.metric import embed_support_query, flatten_features
-from metalearn.types import EpisodeBatch
+from metalearn.algorithms.metric_common import embed_support_query, episodes_of, flatten_features
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -155,19 +155,19 @@ class CNP(nn.Module):
             raise ValueError(f"targets have {y_dim} values each but the CNP was built for "
                              f"y_dim={self.config.y_dim}: set algorithm.y_dim={y_dim}")
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean Gaussian negative log-likelihood of the query targets over the tasks of ``batch``.
 
         Args:
-            batch: Regression tasks; ``support_x`` ``(n_tasks, n_support, *x_shape)``,
-                ``support_y`` ``(n_tasks, n_support, y_dim)``, query likewise.
+            batch: Regression tasks: an :class:`EpisodeBatch` (``support_x``
+                ``(n_tasks, n_support, *x_shape)``, ``support_y`` ``(n_tasks, n_support, y_dim)``,
+                query likewise) or a list of episodes with different numbers of points.
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "mse"}`` on the query sets.
         """
-        batch = as_batch(batch)
         nll, mse = [], []
-        for ep in batch:
+        for ep in episodes_of(batch):
             mean, var = self.distribution(ep.support_x, ep.support_y, ep.query_x)
             target = ep.query_y.reshape(mean.shape)
             nll.append(F.gaussian_nll_loss(mean, target, var, full=True))

@@ -28,8 +28,7 @@ through those steps (cheap: they touch the head only).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -37,16 +36,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from metalearn.algorithms.functional import autograd_grad, inner_loop
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     embed_support_query,
     episodic_loss,
     flatten_features,
     prototypes,
-    run_backbone,
 )
+from metalearn.models.film import film_sites, modulated
+from metalearn.models.heads import run_backbone
 from metalearn.optim.update_rules import check_lr, sgd
-from metalearn.types import EpisodeBatch, Params
+from metalearn.types import Episode, EpisodeBatch, Params
 
 
 @dataclass
@@ -84,48 +84,6 @@ def feature_size(backbone: nn.Module, given: int | None = None) -> int:
         raise ValueError(f"cannot tell the embedding size of {type(backbone).__name__}: pass "
                          "feature_dim in the config (algorithm.feature_dim=...)")
     return int(backbone.out_dim)
-
-
-def film_sites(backbone: nn.Module) -> list[tuple[str, int]]:
-    """Where FiLM modulates a metalearn backbone: ``(submodule name, channels)`` per block.
-
-    Conv4 and MLP are modulated after each block's normalisation (where batch norm's own affine
-    acts), ResNet-12 after each residual block.
-
-    Raises:
-        ValueError: for a backbone whose blocks are unknown (set ``film=False``).
-    """
-    if hasattr(backbone, "blocks"):  # ResNet-12
-        return [(f"blocks.{i}", b.convs[-1].out_channels) for i, b in enumerate(backbone.blocks)]
-    if hasattr(backbone, "convs") and hasattr(backbone, "norms"):  # Conv4
-        return [(f"norms.{i}", c.out_channels) for i, c in enumerate(backbone.convs)]
-    if hasattr(backbone, "layers") and hasattr(backbone, "norms"):  # MLP
-        return [(f"norms.{i}", lin.out_features) for i, lin in enumerate(backbone.layers)]
-    raise ValueError(f"film=True needs a metalearn backbone (Conv4, MLP, ResNet12) whose blocks "
-                     f"it can modulate; {type(backbone).__name__} is not one: set film=False")
-
-
-@contextmanager
-def modulated(backbone: nn.Module, sites: list[str], scales: list[Tensor],
-              shifts: list[Tensor]) -> Iterator[None]:
-    """Within the block, block ``sites[i]`` outputs ``out * scales[i] + shifts[i]`` per channel.
-
-    Implemented with forward hooks (PyTorch's public extension point), removed on exit, so the
-    backbone stays an ordinary module and its own parameters are untouched.
-    """
-    def hook(scale: Tensor, shift: Tensor):
-        def apply(module, args, out: Tensor) -> Tensor:
-            shape = (1, -1) + (1,) * (out.dim() - 2)
-            return out * scale.view(shape) + shift.view(shape)
-        return apply
-
-    handles = [backbone.get_submodule(name).register_forward_hook(hook(s, b))
-               for name, s, b in zip(sites, scales, shifts)]
-    try:
-        yield
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def linear_head(params: Params, features: Tensor, n_support: int | None = None) -> Tensor:
@@ -264,12 +222,12 @@ class ParameterGenerator(nn.Module):
         head, zq = self.task_head(support_x, support_y, query_x, n_way, self.config.finetune_steps)
         return linear_head(head, zq)
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean query cross-entropy of the generated (and fine-tuned) heads over ``batch``.
 
         Args:
-            batch: Classification tasks; ``support_x`` ``(n_tasks, n_way * k_shot, *x_shape)``,
-                ``query_x`` ``(n_tasks, n_way * n_query, *x_shape)``.
+            batch: An :class:`EpisodeBatch` or a list of episodes of any shapes (as in
+                :meth:`ProtoNet.meta_loss <metalearn.algorithms.ProtoNet.meta_loss>`).
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

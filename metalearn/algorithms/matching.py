@@ -17,13 +17,14 @@ logits); meta-training minimises the query negative log-likelihood.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     SupportSetPredictor,
     check_support,
     cosine_similarity,
@@ -31,7 +32,7 @@ from metalearn.algorithms.metric import (
     episodic_loss,
     flatten_features,
 )
-from metalearn.types import EpisodeBatch
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -144,8 +145,12 @@ class MatchingNet(nn.Module):
         attention = torch.softmax(self.log_temperature.exp() * cosine_similarity(zq, zs), -1)
         return attention_log_probs(attention, support_y, n_way)
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean query negative log-likelihood over the tasks of ``batch``.
+
+        Args:
+            batch: An :class:`EpisodeBatch` or a list of episodes of any shapes (as in
+                :meth:`ProtoNet.meta_loss <metalearn.algorithms.ProtoNet.meta_loss>`).
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

@@ -18,6 +18,7 @@ class: the number of classes of every task is read from its labels.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     check_support,
     cosine_similarity,
     embed_support_query,
@@ -34,7 +35,7 @@ from metalearn.algorithms.metric import (
     pairwise_sq_dist,
     prototypes,
 )
-from metalearn.types import EpisodeBatch
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -120,12 +121,14 @@ class ProtoNet(nn.Module):
         protos = prototypes(flatten_features(zs), support_y, n_way)
         return proto_logits(flatten_features(zq), protos, self.config.distance, self.log_temperature.exp())
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean query cross-entropy over the tasks of ``batch``.
 
         Args:
-            batch: Classification tasks; ``support_x`` ``(n_tasks, n_way * k_shot, *x_shape)``,
-                ``query_x`` ``(n_tasks, n_way * n_query, *x_shape)``.
+            batch: Classification tasks: an :class:`EpisodeBatch` (``support_x``
+                ``(n_tasks, n_way * k_shot, *x_shape)``, ``query_x``
+                ``(n_tasks, n_way * n_query, *x_shape)``) or a list of episodes that may
+                differ in ``n_way``, ``k_shot`` and ``n_query``.
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

@@ -10,12 +10,14 @@ layers ending in a sigmoid) scores the pair in ``[0, 1]``. Training regresses th
 one-hot query labels with a mean squared error, as in the paper.
 
 The backbone must return feature maps. The metalearn backbones return flat features, so wrap
-them: ``FeatureMaps(Conv4(out_features=None, n_blocks=...), (C, H, W))`` restores the maps
-(flattening is row-major over ``(C, H, W)``, so un-flattening is exact).
+them: ``FeatureMaps(Conv4(out_features=None, n_blocks=...), (C, H, W))``
+(:class:`metalearn.models.FeatureMaps`) restores the maps (flattening is row-major over
+``(C, H, W)``, so un-flattening is exact).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,14 +25,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from metalearn.algorithms.metric import (
+from metalearn.algorithms.metric_common import (
     SupportSetPredictor,
     check_support,
     embed_support_query,
     episodic_loss,
-    run_backbone,
 )
-from metalearn.types import EpisodeBatch
+from metalearn.types import Episode, EpisodeBatch
 
 
 @dataclass
@@ -49,25 +50,6 @@ class RelationConfig:
     norm: Literal["batch", "none"] = "batch"
     """Normalisation in the relation module's conv blocks: batch statistics (no running
     statistics are kept) or none."""
-
-
-class FeatureMaps(nn.Module):
-    """View a backbone's flat features ``(n, C*H*W)`` as feature maps ``(n, C, H, W)``.
-
-    Args:
-        backbone: Returns flat features of a conv stack (e.g. ``Conv4(out_features=None)``).
-        shape: The maps' ``(C, H, W)`` before flattening.
-    """
-
-    takes_n_support = True  # forwards ``n_support`` to a metalearn backbone (norm="task")
-
-    def __init__(self, backbone: nn.Module, shape: tuple[int, int, int]):
-        super().__init__()
-        self.backbone, self.out_shape = backbone, tuple(shape)
-
-    def forward(self, x: Tensor, n_support: int | None = None) -> Tensor:
-        z = run_backbone(self.backbone, x, n_support)
-        return z.reshape(z.shape[0], *self.out_shape)
 
 
 def check_feature_maps(features: Tensor, expected: tuple[int, ...]) -> None:
@@ -141,8 +123,12 @@ class RelationNet(nn.Module):
         )
         return self.relation(pairs.reshape(nq * n_way, *pairs.shape[2:])).view(nq, n_way)
 
-    def meta_loss(self, batch: EpisodeBatch) -> tuple[Tensor, dict[str, float]]:
+    def meta_loss(self, batch: EpisodeBatch | Sequence[Episode]) -> tuple[Tensor, dict[str, float]]:
         """Mean squared error of the relation scores to the one-hot query labels.
+
+        Args:
+            batch: An :class:`EpisodeBatch` or a list of episodes of any shapes (as in
+                :meth:`ProtoNet.meta_loss <metalearn.algorithms.ProtoNet.meta_loss>`).
 
         Returns:
             The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.

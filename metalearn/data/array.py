@@ -15,6 +15,10 @@ class ArrayDataset(ClassDataset):
     Labels may be any integers or strings; they are mapped to ``0 .. C-1`` in sorted order and
     the original values are kept as ``class_names`` (as strings) and ``class_values``.
 
+    ``X`` is numeric features: float and integer arrays become float32 (uint8 stays uint8 and
+    :meth:`gather` scales it to ``[0, 1]``). For integer token ids that must stay integers,
+    build a :class:`ClassDataset` directly; its :meth:`gather` keeps integer dtypes.
+
     Raises:
         ValueError: mismatched lengths, an empty array, non-finite values in ``X`` (the message
             counts them and gives the first row), or labels that are not one-dimensional.

@@ -29,8 +29,9 @@ class ClassDataset:
     """Examples grouped into named classes.
 
     Args:
-        data: Example array or tensor of shape ``(N, *item_shape)``; uint8 data is scaled to
-            ``[0, 1]`` floats by :meth:`gather`, float data is returned as float32.
+        data: Example array or tensor of shape ``(N, *item_shape)``. :meth:`gather` scales
+            uint8 data (images) to float32 in ``[0, 1]``, returns other floating data as
+            float32 and every other dtype (int64 / int32 token ids, bool masks) unchanged.
         labels: Class index of each example, shape ``(N,)``, values in ``0 .. len(class_names)-1``.
         class_names: One name per class.
         item_index: Optional map from this dataset's example index to a row of ``data``
@@ -73,12 +74,22 @@ class ClassDataset:
         return np.bincount(self.labels, minlength=self.num_classes)
 
     def gather(self, index: Tensor) -> Tensor:
-        """Fetch examples as float32, shape ``(*index.shape, *item_shape)``."""
+        """Fetch examples, shape ``(*index.shape, *item_shape)``.
+
+        uint8 examples (images) become float32 in ``[0, 1]`` and other floating dtypes float32;
+        integer and bool examples keep their dtype, so token ids come back exactly (a float32
+        cast would round ids above 2**24).
+
+        Examples:
+            >>> ids = ClassDataset(np.array([[101, 2**40], [7, 8]]), [0, 1], ["a", "b"])
+            >>> ids.gather(torch.tensor([0]))
+            tensor([[          101, 1099511627776]])
+        """
         rows = index.reshape(-1) if self._item_index is None else self._item_index[index.reshape(-1)]
         out = torch.index_select(self._data, 0, rows)  # several times faster than data[rows]
         if out.dtype == torch.uint8:
             out = out.to(torch.float32).mul_(1.0 / 255.0)
-        elif out.dtype != torch.float32:
+        elif torch.is_floating_point(out) and out.dtype != torch.float32:
             out = out.to(torch.float32)
         return out.reshape(*index.shape, *self.item_shape)
 

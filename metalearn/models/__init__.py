@@ -7,7 +7,8 @@ first ``n_support`` rows of ``x`` provide the normalisation statistics.
 """
 
 from metalearn.models.conv4 import Conv4
-from metalearn.models.heads import Backbone
+from metalearn.models.feature_maps import FeatureMaps
+from metalearn.models.heads import Backbone, run_backbone
 from metalearn.models.mlp import MLP
 from metalearn.models.norm import (
     NORM_MODES,
@@ -30,8 +31,10 @@ __all__ = [
     "Backbone",
     "BatchStatNorm",
     "Conv4",
+    "FeatureMaps",
     "MLP",
     "ResNet12",
     "check_no_running_stats",
     "make_norm",
+    "run_backbone",
 ]

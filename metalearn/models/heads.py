@@ -1,7 +1,9 @@
-"""Shared pieces of the backbones: a feature extractor that may end in a linear head."""
+"""Shared pieces of the backbones: a feature extractor that may end in a linear head, and how
+to call any backbone (:func:`run_backbone`)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -27,3 +29,25 @@ class Backbone(nn.Module):
     def forward(self, x: Tensor, n_support: int | None = None) -> Tensor:
         h = self.features(x, n_support)
         return h if self.head is None else self.head(h)
+
+
+def run_backbone(backbone: nn.Module, x: Tensor, n_support: int | None = None) -> Tensor:
+    """Call a feature extractor, passing ``n_support`` to metalearn backbones.
+
+    A :class:`metalearn.models.Backbone` with ``norm="task"`` normalises every row with the
+    statistics of the first ``n_support`` rows (the support set); so does any module with a
+    true ``takes_n_support`` attribute (a wrapper of one); any other ``nn.Module`` is simply
+    called on ``x``, so an encoder need not declare ``n_support`` (a text encoder
+    ``forward(ids)`` over int64 token ids ``(n, L)`` works as it is). Image batches go channels-last on CPU, where convolutions run
+    markedly faster in that layout (research/cpu-performance.md).
+
+    Args:
+        backbone: Maps ``(n, *x_shape)`` to ``(n, *feature_shape)``.
+        x: ``(n, *x_shape)``.
+        n_support: Number of leading support rows of ``x``, or ``None``.
+    """
+    if x.dim() == 4 and x.device.type == "cpu":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if isinstance(backbone, Backbone) or getattr(backbone, "takes_n_support", False):
+        return backbone(x, n_support)
+    return backbone(x)

@@ -78,7 +78,7 @@ def build_algorithm(cfg: RunConfig) -> torch.nn.Module:
     validate(cfg)
     backbone = build_component(BACKBONES[cfg.model.backbone], cfg.model.options)
     if cfg.model.feature_maps is not None:
-        from metalearn.algorithms import FeatureMaps
+        from metalearn.models import FeatureMaps
 
         if len(cfg.model.feature_maps) != 3:
             raise ConfigError(f"model.feature_maps must be [C, H, W], got {cfg.model.feature_maps}")

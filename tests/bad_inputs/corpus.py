@@ -550,8 +550,8 @@ def _evil_pickle(tmp: Path) -> Path:
 
 
 def _pickle_api(tmp: Path):
-    from metalearn.algorithms.baseline import load_backbone
     from metalearn.models import BACKBONES
+    from metalearn.models.weights import load_backbone
 
     path = _evil_pickle(tmp)
     backbone = BACKBONES["conv4"](hidden=4)
@@ -625,13 +625,13 @@ _RANK1_OF_2 = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR":
 
 
 def _empty_memory_api(tmp: Path):
-    from metalearn.tasksim import TaskMemory
+    from metalearn.algorithms.warm_start import TaskMemory
 
     return lambda: TaskMemory().query(torch.zeros(8), k=1)
 
 
 def _memory_dim_api(tmp: Path):
-    from metalearn.tasksim import TaskMemory
+    from metalearn.algorithms.warm_start import TaskMemory
 
     memory = TaskMemory()
     memory.add(torch.zeros(3, 8), {"w": torch.zeros(3, 2)})
@@ -639,7 +639,7 @@ def _memory_dim_api(tmp: Path):
 
 
 def _one_shot_std_api(tmp: Path):
-    from metalearn.tasksim import class_statistics_embedding
+    from metalearn.algorithms.task_embedding import class_statistics_embedding
 
     return lambda: class_statistics_embedding(torch.randn(5, 8), torch.arange(5), 5, stats=("mean", "std"))
 

@@ -1,5 +1,8 @@
 """Small pure helpers shared by the metric-based learners (ProtoNet, Matching, Relation, Baseline).
 
+"Metric" as in metric learning (distances between embeddings); the evaluation metrics
+(accuracy, confidence intervals) live in :mod:`metalearn.eval.metrics`.
+
 Everything here is a plain function of tensors: class prototypes, pairwise distances and
 similarities, and the checks on a support set that every metric method needs (a class with no
 support example, an empty support set). Leading batch dimensions are allowed wherever a shape
@@ -8,14 +11,14 @@ says ``...``, so the same code serves one task or a stack of tasks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from metalearn.models.heads import Backbone
-from metalearn.types import EpisodeBatch
+from metalearn.models.heads import run_backbone
+from metalearn.types import Episode, EpisodeBatch
 
 
 def check_support(support_y: Tensor, n_way: int | None = None, query_y: Tensor | None = None) -> int:
@@ -132,27 +135,6 @@ def flatten_features(features: Tensor) -> Tensor:
     return features.reshape(features.shape[0], -1)
 
 
-def run_backbone(backbone: torch.nn.Module, x: Tensor, n_support: int | None = None) -> Tensor:
-    """Call a feature extractor, passing ``n_support`` to metalearn backbones.
-
-    A :class:`metalearn.models.Backbone` with ``norm="task"`` normalises every row with the
-    statistics of the first ``n_support`` rows (the support set); so does any module with a
-    true ``takes_n_support`` attribute (a wrapper of one); any other ``nn.Module`` is simply
-    called on ``x``. Image batches go channels-last on CPU, where convolutions run
-    markedly faster in that layout (research/cpu-performance.md).
-
-    Args:
-        backbone: Maps ``(n, *x_shape)`` to ``(n, *feature_shape)``.
-        x: ``(n, *x_shape)``.
-        n_support: Number of leading support rows of ``x``, or ``None``.
-    """
-    if x.dim() == 4 and x.device.type == "cpu":
-        x = x.contiguous(memory_format=torch.channels_last)
-    if isinstance(backbone, Backbone) or getattr(backbone, "takes_n_support", False):
-        return backbone(x, n_support)
-    return backbone(x)
-
-
 def embed_support_query(backbone: torch.nn.Module, support_x: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
     """Embed a task's support and query inputs in one forward pass.
 
@@ -188,25 +170,60 @@ class SupportSetPredictor:
         return self.score(self.support_x, self.support_y, query_x, self.n_way)
 
 
-def episodic_loss(batch: EpisodeBatch, score: Callable[[Tensor, Tensor, Tensor, int], Tensor],
+def episodes_of(batch: EpisodeBatch | Sequence[Episode]) -> list[Episode]:
+    """The tasks of a meta-batch, one :class:`Episode` each.
+
+    Args:
+        batch: An :class:`EpisodeBatch` (tasks of equal shape), or a sequence of episodes that
+            may differ in ``n_way``, ``k_shot``, ``n_query`` and input size (kept as given,
+            never padded).
+
+    Raises:
+        TypeError: for a single :class:`Episode` (a meta-batch is a list of them).
+        ValueError: for an empty sequence.
+
+    Examples:
+        >>> ep = Episode(torch.zeros(2, 3), torch.tensor([0, 1]), torch.zeros(1, 3), torch.tensor([1]))
+        >>> len(episodes_of([ep, ep])), len(episodes_of(EpisodeBatch.stack([ep])))
+        (2, 1)
+    """
+    if isinstance(batch, Episode):
+        raise TypeError("meta_loss takes a meta-batch, got a single Episode: pass [episode] "
+                        "or EpisodeBatch.stack([episode]) (or use adapt() for one task)")
+    episodes = list(batch)
+    if not episodes:
+        raise ValueError("the meta-batch is empty: give at least one episode")
+    return episodes
+
+
+def episodic_loss(batch: EpisodeBatch | Sequence[Episode],
+                  score: Callable[[Tensor, Tensor, Tensor, int], Tensor],
                   loss_fn: Callable[[Tensor, Tensor, int], Tensor]) -> tuple[Tensor, dict[str, float]]:
     """Mean per-task query loss and accuracy over the tasks of ``batch``.
 
     Args:
-        batch: Classification tasks of equal shape.
+        batch: Classification tasks: an :class:`EpisodeBatch`, or a list of episodes that may
+            differ in ``n_way``, ``k_shot`` and ``n_query`` (each task's ``n_way`` is read
+            from its own labels).
         score: ``score(support_x, support_y, query_x, n_way)`` -> ``(n_query, n_way)`` scores
             (higher is more likely).
         loss_fn: ``loss_fn(scores, query_y, n_way)`` -> a scalar loss for one task.
 
     Returns:
-        The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets.
+        The loss (a scalar) and metrics ``{"loss", "accuracy"}`` on the query sets, each the
+        mean over tasks.
     """
-    n_way = check_support(batch.support_y, None, batch.query_y)
+    if isinstance(batch, EpisodeBatch):
+        # One vectorised check serves every task: it passes only if each task's support holds
+        # every class 0..n_way-1 and no label above, i.e. every task has the batch's n_way.
+        n_way = check_support(batch.support_y, None, batch.query_y)
+        tasks = [(ep, n_way) for ep in batch]
+    else:
+        tasks = [(ep, check_support(ep.support_y, None, ep.query_y)) for ep in episodes_of(batch)]
     losses, correct = [], 0.0
-    for t in range(len(batch)):
-        s = score(batch.support_x[t], batch.support_y[t], batch.query_x[t], n_way)
-        losses.append(loss_fn(s, batch.query_y[t], n_way))
-        correct += (s.argmax(-1) == batch.query_y[t]).float().mean().item()
+    for ep, n_way in tasks:
+        s = score(ep.support_x, ep.support_y, ep.query_x, n_way)
+        losses.append(loss_fn(s, ep.query_y, n_way))
+        correct += (s.argmax(-1) == ep.query_y).float().mean().item()
     loss = torch.stack(losses).mean()
-    return loss, {"loss": loss.item(), "accuracy": correct / len(batch)}
-
+    return loss, {"loss": loss.item(), "accuracy": correct / len(tasks)}
