@@ -17,7 +17,7 @@ from metalearn.cli import main
 from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier, load_images
 from metalearn.train.checkpoint import save_checkpoint
 from metalearn.train.config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from metalearn.train.loop import build_algorithm
+from metalearn.train.loop import build_algorithm, load_classifier
 
 TINY = ["--set", "train.steps=4", "--set", "train.meta_batch=2", "--set", "train.val_every=2",
         "--set", "train.checkpoint_every=2", "--set", "data.val_episodes=4",
@@ -183,7 +183,8 @@ def test_fewshot_classifier_python_api(image_run, tmp_path):
     qx, qy, _ = load_images(labelled, 28, 1, invert=True)
     assert sx.shape == (6, 1, 28, 28) and 0 <= sx.min() and sx.max() <= 1
     assert sx.mean() < 0.5  # inverted: strokes are 1 on a 0 background
-    clf = FewShotClassifier.from_run(image_run)
+    clf = load_classifier(image_run)
+    assert isinstance(clf, FewShotClassifier)
     before = {k: v.clone() for k, v in clf.algorithm.state_dict().items()}
     assert clf.fit(sx, sy) is clf and list(clf.classes_) == sorted(SHAPES)
     assert list(clf.predict(qx)) == qy

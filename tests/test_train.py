@@ -12,7 +12,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from metalearn.algorithms import ALGORITHMS
+from metalearn.algorithms import ALGORITHMS, MAMLConfig
+from metalearn.eval import EvalResult
 from metalearn.optim import meta_optimizer
 from metalearn.train.checkpoint import (
     CheckpointError,
@@ -33,7 +34,7 @@ from metalearn.train.config import (
     diff,
     field_docs,
 )
-from metalearn.train.loop import NonFiniteLossError, load_run, lr_factor, train
+from metalearn.train.loop import NonFiniteLossError, TrainState, load_run, lr_factor, train
 from metalearn.train.runlog import read_metrics
 
 
@@ -82,11 +83,32 @@ def test_overrides_are_typed_and_reach_constructor_options():
     ("data.kshot=3", "Did you mean 'data.k_shot'"),
     ("algorithm.name=mamll", "Did you mean 'maml'"),
     ("train.optimizer=rmsprop", "adam or sgd"),
+    ("train.schedule=cosin", "constant, step, cosine or linear, got 'cosin'. Did you mean 'cosine'"),
+    ("algorithm.options.inner_lrr=0.1", "Did you mean 'algorithm.inner_lr'"),
+    ("model.options.hidden=wide", "model.options.hidden must be a list"),
     ("train.steps", "not key=value"),
 ])
 def test_bad_overrides_name_the_fix(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         apply_overrides(tiny_config(), [override])
+
+
+def test_options_resolve_once_into_the_components_typed_config():
+    cfg = apply_overrides(tiny_config(), ["algorithm.options.inner_lr=0.3", "model.options.hidden=[32]"])
+    assert cfg.algorithm.options["inner_lr"] == 0.3 and cfg.model.options["hidden"] == [32]
+    resolved = cfg.algorithm.resolve()
+    assert isinstance(resolved, MAMLConfig) and resolved.inner_lr == 0.3
+    backbone = cfg.model.resolve()
+    assert type(backbone).__name__ == "MLPOptions" and backbone.hidden == [32] and backbone.norm == "none"
+    assert field_docs(type(backbone))["hidden"]  # help from the constructor's Args
+
+
+def test_a_model_that_cannot_take_the_data_is_named_before_training(tmp_path):
+    cfg = apply_overrides(tiny_config(), ["model.in_features=2"])
+    with pytest.raises(ConfigError, match=r"model cannot take this data \(the data has 1 features "
+                                          r"but model.in_features=2\)"):
+        train(cfg, tmp_path / "run", quiet=True)
+    assert not (tmp_path / "run" / "checkpoints").exists()  # no step ran
 
 
 def test_config_dict_roundtrip_and_diff():
@@ -164,7 +186,10 @@ def test_run_directory_contents(tmp_path):
     result = train(tiny_config(), tmp_path / "run", quiet=True)
     run = tmp_path / "run"
     assert result.steps == 8 and result.best is not None and result.best.metric == "mse"
-    assert json.loads((run / "config.json").read_text()) == tiny_config().to_dict()
+    saved = json.loads((run / "config.json").read_text())
+    assert saved == apply_overrides(tiny_config(), []).to_dict()  # the resolved config
+    assert saved["algorithm"]["options"] == dataclasses.asdict(MAMLConfig(inner_lr=0.01, inner_steps=1))
+    assert saved["model"]["options"]["norm"] == "none"  # the backbone's defaults are written out
     lines = read_metrics(run / "metrics.jsonl")
     assert [x["step"] for x in lines if x["kind"] == "train"] == list(range(1, 9))
     val = [x for x in lines if x["kind"] == "val"]
@@ -176,7 +201,8 @@ def test_run_directory_contents(tmp_path):
     assert load_checkpoint(run / "checkpoints", "last")["step"] == 8
     assert load_checkpoint(run / "checkpoints", "best")["step"] == result.best_step
     algo, cfg, step = load_run(run)
-    assert step == result.best_step and cfg == tiny_config()
+    assert step == result.best_step and cfg == apply_overrides(tiny_config(), [])
+    assert diff(cfg, tiny_config()) == []  # options left at their defaults are no change
     with pytest.raises(CheckpointError, match="already holds a run"):
         train(tiny_config(), run, quiet=True)
 
@@ -198,6 +224,64 @@ def test_resume_equals_uninterrupted(tmp_path):
     opt_a = load_checkpoint(tmp_path / "a" / "checkpoints")["state"]["optimizer"]
     opt_b = load_checkpoint(tmp_path / "b" / "checkpoints")["state"]["optimizer"]
     assert all(torch.equal(opt_a["state"][i]["exp_avg"], opt_b["state"][i]["exp_avg"]) for i in opt_a["state"])
+
+
+# config.json as metalearn wrote it before options were saved resolved: only the options a
+# preset or --set gave, not the component's defaults
+OLD_FORMAT_CONFIG = {
+    "name": "tiny",
+    "data": {"dataset": "sinusoid", "root": None, "train_split": "vinyals-train",
+             "val_split": "vinyals-val", "test_split": "vinyals-test", "image_size": 28,
+             "channels": 1, "n_way": None, "k_shot": 5, "n_query": 5, "eval_n_way": None,
+             "eval_k_shot": None, "eval_n_query": None, "val_episodes": 4, "test_episodes": 6,
+             "val_seed": 1, "test_seed": 2},
+    "model": {"backbone": "mlp", "options": {"in_features": 1, "hidden": [16], "out_features": 1},
+              "feature_maps": None},
+    "algorithm": {"name": "maml", "options": {"inner_lr": 0.01, "inner_steps": 1}},
+    "train": {"steps": 8, "meta_batch": 2, "optimizer": "adam", "lr": 0.001, "weight_decay": 0.0,
+              "schedule": "constant", "step_size": 2000, "gamma": 0.5, "grad_clip": None,
+              "val_every": 3, "checkpoint_every": 3, "log_every": 1, "seed": 0, "device": "cpu",
+              "tensorboard": False},
+    "notes": "",
+}
+
+
+def test_a_run_directory_of_the_old_config_format_resumes_and_evaluates(tmp_path, capsys):
+    from metalearn.cli import main
+
+    assert OLD_FORMAT_CONFIG == tiny_config().to_dict()  # the literal is today's tiny run
+    train(tiny_config(), tmp_path / "a", quiet=True)
+    run = tmp_path / "old"
+    train(tiny_config(), run, quiet=True, stop_after=3)
+    (run / "config.json").write_text(json.dumps(OLD_FORMAT_CONFIG, indent=1))
+    for tag in ("last", "best"):  # the config saved in each checkpoint, in the old format too
+        meta = json.loads((run / "checkpoints" / f"{tag}.json").read_text())
+        meta["config"] = OLD_FORMAT_CONFIG
+        (run / "checkpoints" / f"{tag}.json").write_text(json.dumps(meta))
+    last = json.loads((run / "checkpoints" / "last.json").read_text())
+    assert last["step"] == 3 and set(last["extra"]) == {"best", "best_step"}  # TrainState's keys
+    assert main(["train", "--resume", "--out", str(run), "--quiet"]) == 0  # no config change seen
+    a, _, _ = load_run(tmp_path / "a", "last")
+    b, cfg, step = load_run(run, "last")
+    assert step == 8 and cfg.algorithm.options["first_order"] is False
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    (run / "config.json").write_text(json.dumps(OLD_FORMAT_CONFIG, indent=1))
+    for tag in ("last", "best"):
+        meta = json.loads((run / "checkpoints" / f"{tag}.json").read_text())
+        meta["config"] = OLD_FORMAT_CONFIG
+        (run / "checkpoints" / f"{tag}.json").write_text(json.dumps(meta))
+    assert main(["eval", str(run), "--episodes", "3", "--quiet"]) == 0
+    assert "mse" in capsys.readouterr().out
+
+
+def test_train_state_round_trips_through_the_checkpoint_keys():
+    state = TrainState(step=7)
+    assert state.state_dict() == {"step": 7, "best": None, "best_step": None}
+    best = EvalResult("mse", 0.5, 0.1, 2, [0.4, 0.6])
+    state.best, state.best_step = best, 6
+    again = TrainState()
+    again.load_state_dict(json.loads(json.dumps(state.state_dict())))
+    assert again == state
 
 
 def test_resume_after_a_crash_between_checkpoints_drops_later_metrics(tmp_path):

@@ -49,8 +49,8 @@ def _config_keys_help() -> str:
                 continue
             default = f.default if f.default is not dataclasses.MISSING else "{}"
             lines.append(f"  {section}.{f.name} (default {default!r}): {docs.get(f.name, '')}")
-    lines.append("  model.<option>, algorithm.<option>: constructor options of the chosen backbone "
-                 "and algorithm; `metalearn list --options NAME` shows them")
+    lines.append("  model.<option>, algorithm.<option> (or model.options.<option>, ...): options of "
+                 "the chosen backbone and algorithm; `metalearn list --options NAME` shows them")
     return "\n".join(lines)
 
 
@@ -231,9 +231,10 @@ def _cmd_eval(args) -> int:
 
 
 def _cmd_adapt(args) -> int:
-    from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier, load_images
+    from metalearn.eval.fewshot import AdaptInputError, load_images
     from metalearn.train.config import RunConfig
     from metalearn.train.data import image_format
+    from metalearn.train.loop import load_classifier
 
     out = Path(args.out)  # checked first: a bad --out should not cost an adaptation
     if out.is_dir():
@@ -241,7 +242,7 @@ def _cmd_adapt(args) -> int:
     blocker = next((p for p in out.parents if p.exists()), None)
     if blocker is not None and not blocker.is_dir():
         raise ValueError(f"--out {out}: {blocker} is a file, not a folder; choose another --out path")
-    clf = FewShotClassifier.from_run(args.run_dir, args.checkpoint, args.device)
+    clf = load_classifier(args.run_dir, args.checkpoint, args.device)
     data = RunConfig.from_dict(json.loads((Path(args.run_dir) / "config.json").read_text())).data
     fmt = image_format(data)
     if fmt is None:
@@ -274,10 +275,10 @@ def _cmd_adapt(args) -> int:
 
 def _cmd_list(args) -> int:
     from metalearn.algorithms import ALGORITHMS
+    from metalearn.data.registry import DATASETS
     from metalearn.models import BACKBONES
     from metalearn.presets import PRESETS, describe
-    from metalearn.train.config import ConfigError, constructor_options, suggest
-    from metalearn.train.data import DATASETS
+    from metalearn.train.config import ConfigError, component_options, options_class, suggest
 
     def first_line(obj) -> str:
         return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
@@ -290,7 +291,7 @@ def _cmd_list(args) -> int:
         cls, skip = table[args.options]
         prefix = "algorithm" if skip else "model"
         _print(f"{args.options}: {first_line(cls)}")
-        for name, opt in constructor_options(cls, skip).items():
+        for name, opt in component_options(options_class(cls, skip)).items():
             tp = getattr(opt.annotation, "__name__", str(opt.annotation)).replace("typing.", "")
             _print(f"  {prefix}.{name} ({tp}, default {opt.default!r}): {opt.doc}")
         return 0

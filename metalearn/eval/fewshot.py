@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from metalearn.data.images import IMAGE_EXTENSIONS, CorruptImageError, decode_image
+
 
 class AdaptInputError(ValueError):
     """The support or query data cannot be used; the message names the fix."""
@@ -26,7 +28,8 @@ class FewShotClassifier:
 
     Args:
         algorithm: A trained algorithm (``nn.Module`` with ``adapt``), e.g. from
-            :meth:`from_run`.
+            :func:`metalearn.train.load_run`; :func:`metalearn.train.load_classifier` builds
+            the classifier of a run directory in one call.
         n_way: The number of classes the model's output head has, when it is fixed (MAML-style
             backbones with ``out_features``); ``None`` when any number of classes works
             (metric-based methods).
@@ -36,7 +39,8 @@ class FewShotClassifier:
         classes_: The sorted distinct support labels after :meth:`fit`.
 
     Examples:
-        >>> clf = FewShotClassifier.from_run("runs/protonet-omniglot-5w1s")  # doctest: +SKIP
+        >>> algo, cfg, step = load_run("runs/protonet-omniglot-5w1s")  # doctest: +SKIP
+        >>> clf = FewShotClassifier(algo)  # doctest: +SKIP
         >>> clf.fit(support_images, ["a", "a", "b", "b"]).predict(query_images)  # doctest: +SKIP
         array(['a', 'b', ...], dtype='<U1')
     """
@@ -50,18 +54,6 @@ class FewShotClassifier:
         self.device = torch.device(device)
         self.classes_: np.ndarray | None = None
         self._predictor = None
-
-    @classmethod
-    def from_run(cls, run_dir: str | os.PathLike, tag: str = "best", device: str | None = None):
-        """Load the trained algorithm of a run directory (``metalearn train --out``)."""
-        from metalearn.train.loop import load_run
-
-        algo, cfg, _ = load_run(run_dir, tag, device)
-        if cfg.data.n_way is None:
-            raise AdaptInputError(f"{run_dir} is a regression run ({cfg.data.dataset}); a classifier "
-                                  "needs a run meta-trained on classification tasks")
-        out = cfg.model.options.get("out_features")
-        return cls(algo, n_way=out if isinstance(out, int) else None, device=device)
 
     def fit(self, support_x: Tensor | np.ndarray, support_y: Sequence) -> FewShotClassifier:
         """Adapt to the support set.
@@ -126,8 +118,6 @@ class FewShotClassifier:
 
 
 def _image_files(folder: Path) -> list[Path]:
-    from metalearn.data.images import IMAGE_EXTENSIONS
-
     return sorted(p for p in folder.iterdir()
                   if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
 
@@ -150,8 +140,6 @@ def load_images(folder: str | os.PathLike, image_size: int, channels: int, inver
     Raises:
         AdaptInputError: a missing or empty folder, or an unreadable image (named).
     """
-    from metalearn.data.images import CorruptImageError, decode_image
-
     folder = Path(folder)
     if not folder.is_dir():
         raise AdaptInputError(f"{folder} is not a folder: expected {folder}/<class>/<images>")

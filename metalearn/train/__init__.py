@@ -17,7 +17,15 @@ from metalearn.train.config import (
     TrainConfig,
     apply_overrides,
 )
-from metalearn.train.loop import NonFiniteLossError, TrainResult, build_algorithm, load_run, train
+from metalearn.train.loop import (
+    NonFiniteLossError,
+    TrainResult,
+    TrainState,
+    build_algorithm,
+    load_classifier,
+    load_run,
+    train,
+)
 
 __all__ = [
     "AlgorithmConfig",
@@ -29,8 +37,10 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "TrainResult",
+    "TrainState",
     "apply_overrides",
     "build_algorithm",
+    "load_classifier",
     "load_checkpoint",
     "load_run",
     "save_checkpoint",

@@ -3,9 +3,12 @@
 A :class:`RunConfig` nests a :class:`DataConfig`, a :class:`ModelConfig`, an
 :class:`AlgorithmConfig` and a :class:`TrainConfig`. Presets (``metalearn.presets``) are Python
 functions returning a whole ``RunConfig``. From the command line, ``--set key=value`` edits one
-field: ``train.steps=200``, ``data.k_shot=5``. The keyword arguments of the chosen backbone and
-algorithm constructors are fields too (``model.hidden=64``, ``algorithm.inner_lr=0.4``): they are
-type-checked against the constructor's signature, so a new algorithm needs no config code.
+field: ``train.steps=200``, ``data.k_shot=5``. The options of the chosen backbone and algorithm
+are fields too (``model.hidden=64``, ``algorithm.inner_lr=0.4``, or with the section spelled out,
+``algorithm.options.inner_lr=0.4``). They are resolved once into the component's typed config
+(:meth:`AlgorithmConfig.resolve` -> e.g. ``MAMLConfig``; :meth:`ModelConfig.resolve` -> a
+dataclass of the backbone constructor's keyword arguments), so a new algorithm needs no config
+code, and the saved ``config.json`` holds every option, defaults included.
 
 Values are parsed as JSON literals (``0.4``, ``true``, ``[40, 40]``, ``null``) or taken as plain
 strings, never evaluated as code.
@@ -16,15 +19,19 @@ from __future__ import annotations
 import ast
 import dataclasses
 import difflib
+import functools
 import inspect
 import json
 import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from metalearn.algorithms import ALGORITHMS
+from metalearn.data.registry import DATASETS
 from metalearn.errors import ConfigError
+from metalearn.models import BACKBONES
 
 
 @dataclass
@@ -32,7 +39,7 @@ class DataConfig:
     """Where tasks come from and what shape they have."""
 
     dataset: str = "sinusoid"
-    """Task source, a name of ``metalearn.train.data.DATASETS`` (``metalearn list``)."""
+    """Task source, a name of ``metalearn.data.registry.DATASETS`` (``metalearn list``)."""
     root: str | None = None
     """Data root holding the dataset folders (``None``: ``$METALEARN_DATA``)."""
     train_split: str = "vinyals-train"
@@ -80,10 +87,20 @@ class ModelConfig:
     backbone: str = "mlp"
     """Backbone name in ``metalearn.models.BACKBONES`` (``metalearn list``)."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the backbone constructor (set as ``model.<name>=value``)."""
+    """Keyword arguments of the backbone constructor (set as ``model.<name>=value``); after
+    :func:`validate`, all of them, typed (:meth:`resolve`)."""
     feature_maps: list[int] | None = None
     """View the backbone's flat features as maps of this shape ``[C, H, W]`` (for algorithms
     that compare feature maps, e.g. Relation Networks); ``None``: flat features."""
+
+    def resolve(self):
+        """The backbone's options as its typed options dataclass (:func:`options_class`).
+
+        Raises:
+            ConfigError: unknown backbone or option (with the closest names), or a value of the
+                wrong type.
+        """
+        return _resolve("model", self.backbone, self.options, BACKBONES, "backbone", skip=0)
 
 
 @dataclass
@@ -93,8 +110,17 @@ class AlgorithmConfig:
     name: str = "maml"
     """Algorithm name in ``metalearn.algorithms.ALGORITHMS`` (``metalearn list``)."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Keyword arguments of the algorithm constructor after the backbone
-    (set as ``algorithm.<name>=value``, e.g. ``algorithm.inner_lr=0.4``)."""
+    """Fields of the algorithm's config dataclass (set as ``algorithm.<name>=value``, e.g.
+    ``algorithm.inner_lr=0.4``); after :func:`validate`, all of them, typed (:meth:`resolve`)."""
+
+    def resolve(self):
+        """The options as the algorithm's own config, e.g. a ``MAMLConfig`` for ``maml``.
+
+        Raises:
+            ConfigError: unknown algorithm or option (with the closest names), or a value of
+                the wrong type.
+        """
+        return _resolve("algorithm", self.name, self.options, ALGORITHMS, "algorithm", skip=1)
 
 
 @dataclass
@@ -105,13 +131,13 @@ class TrainConfig:
     """Meta-training iterations (outer-loop updates)."""
     meta_batch: int = 4
     """Tasks per meta-update."""
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"
     """Meta-optimizer: ``adam`` or ``sgd``."""
     lr: float = 1e-3
     """Meta learning rate."""
     weight_decay: float = 0.0
     """L2 weight decay of the meta-optimizer."""
-    schedule: str = "constant"
+    schedule: Literal["constant", "step", "cosine", "linear"] = "constant"
     """Learning-rate schedule: ``constant``, ``step`` (times ``gamma`` every ``step_size``),
     ``cosine`` (to 0) or ``linear`` (to 0; Reptile's annealed meta step)."""
     step_size: int = 2000
@@ -173,15 +199,28 @@ _SECTIONS = ("data", "model", "algorithm", "train")
 
 
 def field_docs(cls) -> dict[str, str]:
-    """Field name -> docstring (the string literal after each field) of a config dataclass."""
-    tree = ast.parse(textwrap.dedent(inspect.getsource(cls)))
-    body = tree.body[0].body
-    docs = {}
-    for node, nxt in zip(body, body[1:]):
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
-                isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and \
-                isinstance(nxt.value.value, str):
-            docs[node.target.id] = " ".join(nxt.value.value.split())
+    """Field name -> help text of a config dataclass: the string literal after each field, or
+    the ``doc`` metadata of the fields of an :func:`options_class` made from a constructor.
+
+    Python keeps no attribute docstrings at runtime (PEP 224 was rejected), so reading them
+    from the class source with ``ast`` is the simplest way; fields of a parent class (e.g.
+    ``MAMLConfig``'s in ``MetaSGDConfig``) are read from the parent's source.
+    """
+    docs: dict[str, str] = {}
+    for klass in reversed([c for c in cls.__mro__ if dataclasses.is_dataclass(c)]):
+        try:
+            tree = ast.parse(textwrap.dedent(inspect.getsource(klass)))
+        except (OSError, TypeError):  # made at runtime: no source
+            continue
+        body = tree.body[0].body
+        for node, nxt in zip(body, body[1:]):
+            if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and \
+                    isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant) and \
+                    isinstance(nxt.value.value, str):
+                docs[node.target.id] = " ".join(nxt.value.value.split())
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("doc"):
+            docs[f.name] = f.metadata["doc"]
     return docs
 
 
@@ -219,9 +258,12 @@ def coerce(value: Any, tp, key: str) -> Any:
                 pass
         raise ConfigError(f"{key} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}")
     if origin is typing.Literal:
-        if value in typing.get_args(tp):
+        choices = typing.get_args(tp)
+        if value in choices:
             return value
-        raise ConfigError(f"{key} must be one of {typing.get_args(tp)}, got {value!r}")
+        names = [str(c) for c in choices]
+        raise ConfigError(f"{key} must be {', '.join(names[:-1])} or {names[-1]}, got {value!r}."
+                          + suggest(str(value), names))
     if origin in (tuple, list) or tp in (tuple, list) or (
             origin is not None and getattr(origin, "__name__", "") == "Sequence"):
         if isinstance(value, str):
@@ -284,7 +326,7 @@ def _dataclass_hints(obj) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Option:
-    """One constructor option of a backbone or algorithm: its type, default and help text."""
+    """One option of a backbone or algorithm: its type, default and help text."""
 
     annotation: Any
     default: Any
@@ -304,32 +346,42 @@ def _config_class(cls):
     return None
 
 
-def constructor_options(cls, skip: int = 0) -> dict[str, Option]:
-    """The options of ``cls``: the fields of its ``config`` dataclass when its constructor takes
-    one, otherwise its keyword parameters after ``self`` and ``skip`` positional ones."""
+@functools.cache
+def options_class(cls, skip: int = 0) -> type:
+    """The typed config of component ``cls``, the type its options resolve to.
+
+    An algorithm's own config dataclass when its constructor takes one (``MAML(backbone,
+    config: MAMLConfig)``). For a constructor with keyword arguments instead (the backbones:
+    ``Conv4(in_channels=1, hidden=64, ...)``), a dataclass made once from its signature, named
+    e.g. ``Conv4Options``: one field per parameter after ``self`` and ``skip`` positional ones,
+    with the annotation, the default and the ``Args:`` entry of the class docstring as help.
+    """
     config_cls = _config_class(cls)
     if config_cls is not None:
-        hints = typing.get_type_hints(config_cls)
-        docs = field_docs(config_cls)
-        return {f.name: Option(hints[f.name],
-                               f.default if f.default is not dataclasses.MISSING else None,
-                               docs.get(f.name, ""))
-                for f in dataclasses.fields(config_cls)}
-    sig = inspect.signature(cls.__init__)
+        return config_cls
     try:
         hints = typing.get_type_hints(cls.__init__)
     except Exception:  # an unresolvable annotation: fall back to the default's type
         hints = {}
-    params = [p for p in sig.parameters.values()
+    params = [p for p in inspect.signature(cls.__init__).parameters.values()
               if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
-    out = {}
+    fields = []
     for p in params[skip:]:
         tp = hints.get(p.name, p.annotation)
-        default = None if p.default is inspect.Parameter.empty else p.default
-        if tp is inspect.Parameter.empty and default is not None:
-            tp = type(default)
-        out[p.name] = Option(tp, default, _arg_doc(cls, p.name))
-    return out
+        if tp is inspect.Parameter.empty:
+            tp = Any if p.default in (inspect.Parameter.empty, None) else type(p.default)
+        default = dataclasses.MISSING if p.default is inspect.Parameter.empty else p.default
+        fields.append((p.name, tp, field(default=default, metadata={"doc": _arg_doc(cls, p.name)})))
+    made = dataclasses.make_dataclass(f"{cls.__name__}Options", fields)
+    made.__module__ = __name__
+    return made
+
+
+def component_options(config_cls) -> dict[str, Option]:
+    """Name -> :class:`Option` of each field of a typed component config (``metalearn list``)."""
+    hints, docs = typing.get_type_hints(config_cls), field_docs(config_cls)
+    return {f.name: Option(hints[f.name], None if f.default is dataclasses.MISSING else f.default,
+                           docs.get(f.name, "")) for f in dataclasses.fields(config_cls)}
 
 
 def _arg_doc(cls, name: str) -> str:
@@ -348,30 +400,46 @@ def _arg_doc(cls, name: str) -> str:
     return ""
 
 
-def build_component(cls, options: dict, *args):
-    """Instantiate ``cls(*args, config=Config(**options))`` or ``cls(*args, **options)``."""
-    config_cls = _config_class(cls)
-    if config_cls is not None:
-        return cls(*args, config=config_cls(**options))
-    return cls(*args, **options)
-
-
-def _options_target(section_name: str, section) -> tuple[str, dict[str, inspect.Parameter]]:
-    """Name and constructor parameters behind ``model.options`` / ``algorithm.options``."""
-    if section_name == "model":
-        from metalearn.models import BACKBONES
-
-        table, name, what = BACKBONES, section.backbone, "backbone"
-        skip = 0
-    else:
-        from metalearn.algorithms import ALGORITHMS
-
-        table, name, what = ALGORITHMS, section.name, "algorithm"
-        skip = 1  # the backbone
+def _component(name: str, table: dict, what: str, skip: int) -> type:
+    """The typed config class behind ``model.options`` / ``algorithm.options``."""
     if name not in table:
         raise ConfigError(f"unknown {what} {name!r}.{suggest(name, table)} "
                           f"Known: {', '.join(sorted(table))} (see `metalearn list`).")
-    return name, constructor_options(table[name], skip)
+    return options_class(table[name], skip)
+
+
+def _resolve(section: str, name: str, options: dict, table: dict, what: str, skip: int):
+    config_cls = _component(name, table, what, skip)
+    hints = typing.get_type_hints(config_cls)
+    values = {}
+    for k, v in options.items():
+        if k not in hints:
+            raise ConfigError(f"{name!r} has no option {section}.{k}.{suggest(k, hints)} "
+                              f"Its options: {', '.join(hints) or '(none)'}.")
+        values[k] = coerce(v, hints[k], f"{section}.{k}")
+    try:
+        return config_cls(**values)
+    except TypeError as e:  # a constructor argument without a default that was not set
+        raise ConfigError(f"{what} {name!r} needs its options {e}: set them as {section}.<name>=value") from None
+
+
+def _section_options(cfg: RunConfig, section: str) -> type:
+    if section == "model":
+        return _component(cfg.model.backbone, BACKBONES, "backbone", 0)
+    return _component(cfg.algorithm.name, ALGORITHMS, "algorithm", 1)
+
+
+def build_component(cls, resolved, *args):
+    """Instantiate ``cls(*args, config=resolved)`` or ``cls(*args, **fields of resolved)``.
+
+    Args:
+        cls: A backbone or algorithm class.
+        resolved: Its typed config (:meth:`ModelConfig.resolve`, :meth:`AlgorithmConfig.resolve`).
+        *args: Positional arguments before the config (an algorithm's backbone).
+    """
+    if _config_class(cls) is not None:
+        return cls(*args, config=resolved)
+    return cls(*args, **{f.name: getattr(resolved, f.name) for f in dataclasses.fields(resolved)})
 
 
 def all_keys(cfg: RunConfig) -> list[str]:
@@ -382,7 +450,7 @@ def all_keys(cfg: RunConfig) -> list[str]:
         keys += [f"{name}.{f.name}" for f in dataclasses.fields(section) if f.name != "options"]
         if name in ("model", "algorithm"):
             try:
-                keys += [f"{name}.{k}" for k in _options_target(name, section)[1]]
+                keys += [f"{name}.{f.name}" for f in dataclasses.fields(_section_options(cfg, name))]
             except ConfigError:
                 pass
     return keys
@@ -393,7 +461,7 @@ def _set_field(obj, key: str, value: Any, prefix: str) -> None:
     names = [f.name for f in dataclasses.fields(obj)]
     if key not in names:
         if prefix in ("model.", "algorithm."):
-            obj.options[key] = value  # checked by validate() against the constructor
+            obj.options[key] = value  # checked by validate(), which resolves the options
             return
         raise ConfigError(f"unknown config key {prefix + key!r}.{suggest(prefix + key, [prefix + n for n in names])} "
                           f"Keys of {prefix.rstrip('.') or 'the run'}: {', '.join(names)}.")
@@ -409,7 +477,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
     Args:
         cfg: The base config (not modified).
-        overrides: Strings like ``"algorithm.inner_lr=0.4"`` or ``"train.steps=200"``.
+        overrides: Strings like ``"train.steps=200"``, ``"algorithm.inner_lr=0.4"`` or
+            ``"algorithm.options.inner_lr=0.4"`` (the same option).
 
     Raises:
         ConfigError: unknown key (with the closest names), value of the wrong type, or
@@ -427,6 +496,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         key, text = item.split("=", 1)
         key = key.strip().removeprefix("--")
         parts = key.split(".")
+        if len(parts) == 3 and parts[0] in ("model", "algorithm") and parts[1] == "options":
+            parts = [parts[0], parts[2]]  # algorithm.options.inner_lr is algorithm.inner_lr
         value = parse_literal(text)
         if len(parts) == 1:
             _set_field(cfg, parts[0], value, "")
@@ -434,13 +505,13 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             section = getattr(cfg, parts[0])
             if parts[0] in ("model", "algorithm") and parts[1] not in (
                     "backbone", "name", "options", "feature_maps"):
-                _, params = _options_target(parts[0], section)
-                if parts[1] not in params:
+                hints = typing.get_type_hints(_section_options(cfg, parts[0]))
+                if parts[1] not in hints:
+                    name = cfg.model.backbone if parts[0] == "model" else cfg.algorithm.name
                     raise ConfigError(
                         f"unknown config key {key!r}.{suggest(key, all_keys(cfg))} Options of "
-                        f"{parts[0]} {_options_target(parts[0], section)[0]!r}: "
-                        f"{', '.join(params) or '(none)'}.")
-                section.options[parts[1]] = coerce(value, params[parts[1]].annotation, key)
+                        f"{parts[0]} {name!r}: {', '.join(hints) or '(none)'}.")
+                section.options[parts[1]] = coerce(value, hints[parts[1]], key)
             else:
                 _set_field(section, parts[1], value, parts[0] + ".")
         else:
@@ -451,29 +522,19 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
 
 
 def validate(cfg: RunConfig) -> None:
-    """Check every field, including the backbone and algorithm options against their constructors.
+    """Check every field, and resolve the backbone and algorithm options into their typed
+    configs: afterwards ``options`` holds every option of the component, typed (what
+    ``config.json`` saves).
 
     Raises:
         ConfigError: with the fix.
     """
-    for section_name in ("model", "algorithm"):
-        section = getattr(cfg, section_name)
-        name, params = _options_target(section_name, section)
-        for k, v in list(section.options.items()):
-            if k not in params:
-                raise ConfigError(f"{name!r} has no option {section_name}.{k}.{suggest(k, params)} "
-                                  f"Its options: {', '.join(params) or '(none)'}.")
-            section.options[k] = coerce(v, params[k].annotation, f"{section_name}.{k}")
-    from metalearn.train.data import DATASETS
-
+    for section in (cfg.model, cfg.algorithm):
+        section.options = _plain(dataclasses.asdict(section.resolve()))
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}.{suggest(cfg.data.dataset, DATASETS)} "
                           f"Known: {', '.join(DATASETS)}.")
     t = cfg.train
-    if t.optimizer not in ("adam", "sgd"):
-        raise ConfigError(f"train.optimizer must be adam or sgd, got {t.optimizer!r}")
-    if t.schedule not in ("constant", "step", "cosine", "linear"):
-        raise ConfigError(f"train.schedule must be constant, step, cosine or linear, got {t.schedule!r}")
     for key in ("steps", "meta_batch", "val_every", "checkpoint_every", "log_every", "step_size"):
         if getattr(t, key) < 1:
             raise ConfigError(f"train.{key} must be at least 1, got {getattr(t, key)}")
@@ -493,8 +554,26 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"data.{key} must be at least 1, got {getattr(d, key)}")
 
 
+def _plain(d: dict) -> dict:
+    """``d`` as JSON gives it back (tuples become lists), as saved in ``config.json``."""
+    return json.loads(json.dumps(d))
+
+
+def _resolved_dict(cfg: RunConfig) -> dict:
+    """``cfg.to_dict()`` with the component options resolved, defaults included, where they
+    resolve: a config saved before options were saved whole compares equal to its resolution."""
+    d = cfg.to_dict()
+    for name in ("model", "algorithm"):
+        try:
+            d[name]["options"] = _plain(dataclasses.asdict(getattr(cfg, name).resolve()))
+        except ConfigError:  # invalid: compare what was written
+            pass
+    return d
+
+
 def diff(a: RunConfig, b: RunConfig) -> list[str]:
-    """Human-readable differences ``key: old -> new`` between two configs."""
+    """Human-readable differences ``key: old -> new`` between two configs (options compared
+    after resolution, so an option left at its default equals the default written out)."""
     def flat(d, prefix=""):
         out = {}
         for k, v in d.items():
@@ -506,6 +585,6 @@ def diff(a: RunConfig, b: RunConfig) -> list[str]:
                 out[prefix + k] = v
         return out
 
-    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    fa, fb = flat(_resolved_dict(a)), flat(_resolved_dict(b))
     return [f"{k}: {fa.get(k, '(unset)')!r} -> {fb.get(k, '(unset)')!r}"
             for k in sorted(set(fa) | set(fb)) if fa.get(k, "(unset)") != fb.get(k, "(unset)")]

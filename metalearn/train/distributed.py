@@ -60,6 +60,7 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
+from metalearn.eval import EvalResult, evaluate, mean_ci95
 from metalearn.train.config import ConfigError
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -235,8 +236,6 @@ class Ranks:
         Returns:
             The :class:`~metalearn.eval.EvalResult` of all episodes.
         """
-        from metalearn.eval import EvalResult, evaluate, mean_ci95
-
         if self.world == 1:
             return evaluate(algorithm, episodes, **kwargs)
         start = time.perf_counter()

@@ -19,8 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
+from metalearn.algorithms import ALGORITHMS, MAML, Reptile
 from metalearn.eval import EvalResult
+from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier
+from metalearn.models import BACKBONES, FeatureMaps
 from metalearn.optim import meta_optimizer
 from metalearn.train.checkpoint import (
     CheckpointError,
@@ -60,6 +64,34 @@ class TrainResult:
     seconds: float
 
 
+@dataclass
+class TrainState:
+    """The loop's own state, checkpointed beside the model's, meta-optimizer's and sampler's.
+
+    Attributes:
+        step: Completed meta-training steps.
+        best: The best validation result so far (``None`` before the first validation).
+        best_step: The step of ``best``.
+    """
+
+    step: int = 0
+    best: EvalResult | None = None
+    best_step: int | None = None
+
+    def state_dict(self) -> dict:
+        """JSON-serialisable; a checkpoint stores ``step`` as its ``step`` and the rest as its
+        ``extra`` (``{"best": ..., "best_step": ...}``, as run directories always have)."""
+        return {"step": self.step, "best": self.best.to_dict() if self.best else None,
+                "best_step": self.best_step}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Inverse of :meth:`state_dict`."""
+        self.step = state["step"]
+        best = state.get("best")
+        self.best = EvalResult.from_dict(best) if best is not None else None
+        self.best_step = state["best_step"] if best is not None else None
+
+
 def pick_device(name: str = "auto") -> torch.device:
     """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
     if name == "auto":
@@ -71,19 +103,15 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def build_algorithm(cfg: RunConfig) -> torch.nn.Module:
-    """The backbone and algorithm of ``cfg``, looked up in ``BACKBONES`` and ``ALGORITHMS``."""
-    from metalearn.algorithms import ALGORITHMS
-    from metalearn.models import BACKBONES
-
+    """The backbone and algorithm of ``cfg``, looked up in ``BACKBONES`` and ``ALGORITHMS`` and
+    built from their resolved typed configs (:meth:`~metalearn.train.config.ModelConfig.resolve`)."""
     validate(cfg)
-    backbone = build_component(BACKBONES[cfg.model.backbone], cfg.model.options)
+    backbone = build_component(BACKBONES[cfg.model.backbone], cfg.model.resolve())
     if cfg.model.feature_maps is not None:
-        from metalearn.models import FeatureMaps
-
         if len(cfg.model.feature_maps) != 3:
             raise ConfigError(f"model.feature_maps must be [C, H, W], got {cfg.model.feature_maps}")
         backbone = FeatureMaps(backbone, tuple(cfg.model.feature_maps))
-    return build_component(ALGORITHMS[cfg.algorithm.name], cfg.algorithm.options, backbone)
+    return build_component(ALGORITHMS[cfg.algorithm.name], cfg.algorithm.resolve(), backbone)
 
 
 def lr_factor(cfg, step: int) -> float:
@@ -157,7 +185,70 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
 def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, start_time: float, *,
            resume: bool, force: bool, quiet: bool, progress: bool | None,
            stop_after: int | None) -> TrainResult:
+    ckpt_dir, t, main = run_dir / "checkpoints", cfg.train, ranks.is_main
+    saved = _open_run(cfg, run_dir, resume, force, main)
+    say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
+
+    torch.manual_seed(t.seed)  # the initial weights, identical on every rank
+    algo = build_algorithm(cfg).to(device)
+    sampler = train_sampler(cfg.data, t.seed, rank=ranks.rank)
+    val_episodes = fixed_episodes(cfg.data, "val")
+    params = [p for p in algo.parameters() if p.requires_grad]
+    opt = meta_optimizer(params, t.optimizer, t.lr, t.weight_decay)
+    state = TrainState()
+    if saved is not None:
+        _restore(saved, algo, opt, sampler, state, ranks)
+        say(f"resuming {run_dir} at step {state.step}")
+    check_model_fits(algo, _peek_batch(sampler).to(device), cfg)
+    saved_step = state.step if saved is not None else None  # of checkpoints/last, kept on NaN
+    logger = RunLogger(run_dir, resume_step=state.step if resume else None,
+                       tensorboard=t.tensorboard) if main else None
+    show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
+    bar = tqdm(total=t.steps, initial=state.step, desc=cfg.name, unit="step", disable=not show,
+               dynamic_ncols=True)
+    echo = (lambda text: bar.write(text, file=sys.stderr)) if show else say
+    end = t.steps if stop_after is None else min(t.steps, stop_after)
+    metrics: dict = {}
+    algo.train()
+    try:
+        while state.step < end:
+            for group in opt.param_groups:
+                group["lr"] = t.lr * lr_factor(t, state.step)
+            batch = sampler.sample_batch(t.meta_batch // ranks.world).to(device)
+            try:
+                metrics = _meta_step(algo, opt, params, batch, ranks, t.grad_clip)
+            except FloatingPointError as e:
+                kept = f"the last good checkpoint (step {saved_step}) is kept in {ckpt_dir}" \
+                    if saved_step is not None else "no checkpoint was written yet"
+                raise NonFiniteLossError(
+                    f"{e} at step {state.step + 1}: training stopped; {kept}. "
+                    "Lower train.lr or the inner learning rate, or set train.grad_clip") from None
+            state.step += 1
+            if main and (state.step % t.log_every == 0 or state.step == t.steps):
+                logger.log(state.step, "train", metrics)
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
+            if state.step % t.val_every == 0 or state.step == t.steps:
+                _validate(algo, val_episodes, state, ranks, cfg, ckpt_dir, logger, echo)
+            if state.step % t.checkpoint_every == 0 or state.step == end:
+                _save_last(ckpt_dir, cfg, algo, opt, sampler, state, ranks)
+                saved_step = state.step
+    finally:
+        bar.close()
+        if logger is not None:
+            logger.close()
+    if main:
+        _plot(run_dir, cfg.name)
+    ranks.barrier()  # on return, on every rank, rank 0's files are complete (e.g. to resume)
+    return TrainResult(run_dir, state.step, state.best_step, state.best, metrics,
+                       time.perf_counter() - start_time)
+
+
+def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, main: bool) -> dict | None:
+    """The checkpoint to resume from (``None`` for a new run), after checking that ``cfg`` is
+    the run's config; rank 0 writes ``config.json``."""
     ckpt_dir = run_dir / "checkpoints"
+    saved = None
     if resume:
         saved = load_checkpoint(ckpt_dir, "last")
         changes = diff(RunConfig.from_dict(saved["config"]), cfg)
@@ -168,9 +259,6 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
     elif (ckpt_dir / "last.json").exists():
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another --out folder")
-    t = cfg.train
-    per_rank = t.meta_batch // ranks.world
-    main = ranks.is_main
     if main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -178,126 +266,148 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         except OSError as e:  # read-only, no permission, full disk
             raise OSError(e.errno, f"cannot write the run directory {run_dir} ({e.strerror or e}): "
                           "choose a writable --out folder with free space") from None
-    say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
+    return saved
 
-    torch.manual_seed(t.seed)  # the initial weights, identical on every rank
-    algo = build_algorithm(cfg).to(device)
-    sampler = train_sampler(cfg.data, t.seed, rank=ranks.rank)
-    val_episodes = fixed_episodes(cfg.data, "val")
-    params = [p for p in algo.parameters() if p.requires_grad]
-    opt = meta_optimizer(params, t.optimizer, t.lr, t.weight_decay)
 
-    step, best, best_step = 0, None, None
-    if resume:
-        s = saved["state"]
-        load_model_state(algo, s["model"])
-        opt.load_state_dict(s["optimizer"])
-        if len(s["sampler"]) != ranks.world:
-            n = len(s["sampler"])
-            raise ConfigError(f"this run was trained with {n} processes, not {ranks.world}: resume it "
-                              "with the same number (" + (f"torchrun --nproc-per-node {n} ..." if n > 1
-                                                          else "without torchrun") + ")")
-        sampler.load_state_dict(s["sampler"][ranks.rank])
-        _set_rng_state(s["rng"][ranks.rank])
-        step = saved["step"]
-        if saved["extra"].get("best") is not None:
-            best, best_step = EvalResult.from_dict(saved["extra"]["best"]), saved["extra"]["best_step"]
-        say(f"resuming {run_dir} at step {step}")
-    logger = RunLogger(run_dir, resume_step=step if resume else None, tensorboard=t.tensorboard) \
-        if main else None
+def _restore(saved: dict, algo, opt, sampler, state: TrainState, ranks: Ranks) -> None:
+    """Load a ``last`` checkpoint into the model, meta-optimizer, this rank's sampler and RNG,
+    and the loop's :class:`TrainState`."""
+    s = saved["state"]
+    load_model_state(algo, s["model"])
+    opt.load_state_dict(s["optimizer"])
+    if len(s["sampler"]) != ranks.world:
+        n = len(s["sampler"])
+        raise ConfigError(f"this run was trained with {n} processes, not {ranks.world}: resume it "
+                          "with the same number (" + (f"torchrun --nproc-per-node {n} ..." if n > 1
+                                                      else "without torchrun") + ")")
+    sampler.load_state_dict(s["sampler"][ranks.rank])
+    _set_rng_state(s["rng"][ranks.rank])
+    state.load_state_dict({"step": saved["step"], **saved["extra"]})
 
-    def checkpoint() -> None:  # collective: every rank contributes its sampler and RNG state
-        samplers, rngs = ranks.gather(sampler.state_dict()), ranks.gather(_rng_state())
-        if main:
-            state = {"model": algo.state_dict(), "optimizer": opt.state_dict(),
-                     "sampler": samplers, "rng": rngs}
-            extra = {"best": best.to_dict() if best else None, "best_step": best_step}
-            save_checkpoint(ckpt_dir, "last", state, step=step, config=cfg.to_dict(), extra=extra)
 
-    from tqdm.auto import tqdm
+def _save_last(ckpt_dir: Path, cfg: RunConfig, algo, opt, sampler, state: TrainState,
+               ranks: Ranks) -> None:
+    """Write ``checkpoints/last``; collective: every rank contributes its sampler and RNG state."""
+    samplers, rngs = ranks.gather(sampler.state_dict()), ranks.gather(_rng_state())
+    if ranks.is_main:
+        tensors = {"model": algo.state_dict(), "optimizer": opt.state_dict(), "sampler": samplers,
+                   "rng": rngs}
+        extra = state.state_dict()
+        save_checkpoint(ckpt_dir, "last", tensors, step=extra.pop("step"), config=cfg.to_dict(),
+                        extra=extra)
 
-    show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
-    bar = tqdm(total=t.steps, initial=step, desc=cfg.name, unit="step", disable=not show,
-               dynamic_ncols=True)
-    metrics: dict = {}
-    end = t.steps if stop_after is None else min(t.steps, stop_after)
-    first_step = step
-    algo.train()
+
+def _meta_step(algo, opt, params: list, batch, ranks: Ranks, grad_clip: float | None) -> dict:
+    """One meta-update on ``batch`` (this rank's share of the meta-batch).
+
+    Returns:
+        The step's metrics averaged over the ranks: ``loss``, the algorithm's own, ``lr``.
+
+    Raises:
+        FloatingPointError: the meta-loss is not finite on some rank (every rank raises).
+    """
     try:
-        while step < end:
-            for group in opt.param_groups:
-                group["lr"] = t.lr * lr_factor(t, step)
-            batch = sampler.sample_batch(per_rank).to(device)
-            try:
-                loss, metrics = algo.meta_loss(batch)
-                bad = None
-            except FloatingPointError as e:  # an algorithm's own finiteness check
-                loss, metrics, bad = torch.tensor(float("nan"), device=device), {}, str(e)
-            except RuntimeError as e:  # the first batch does not fit the model: a config mistake
-                text = str(e)
-                if step != first_step or "allocate" in text or not any(
-                        w in text for w in ("size", "shape", "channels", "dimension")):
-                    raise
-                raise ConfigError(
-                    f"the model cannot take this data ({text.splitlines()[0]}): match data.image_size "
-                    "and data.channels with the backbone's options (model.image_size, "
-                    "model.in_channels; `metalearn list --options NAME`)") from e
-            mean_loss = ranks.mean(loss.detach().float().reshape(1))  # NaN on all if on one
-            if bad is None and not torch.isfinite(mean_loss).all():
-                bad = f"the meta-loss is {mean_loss.item()}"
-            if bad is not None:
-                last = load_checkpoint(ckpt_dir)["step"] if (ckpt_dir / "last.json").exists() else None
-                kept = f"the last good checkpoint (step {last}) is kept in {ckpt_dir}" if last is not None \
-                    else "no checkpoint was written yet"
-                raise NonFiniteLossError(
-                    f"{bad} at step {step + 1}: training stopped; {kept}. "
-                    "Lower train.lr or the inner learning rate, or set train.grad_clip")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            ranks.average_gradients(params)
-            if t.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
-            opt.step()
-            step += 1
-            means = ranks.mean(torch.tensor([float(v) for v in metrics.values()], device=device))
-            metrics = {"loss": mean_loss.item(), **dict(zip(metrics, means.tolist())),
-                       "lr": opt.param_groups[0]["lr"]}
-            if main and (step % t.log_every == 0 or step == t.steps):
-                logger.log(step, "train", metrics)
-            bar.update(1)
-            bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
-            if step % t.val_every == 0 or step == t.steps:
-                # collective: each rank evaluates a strided share, every rank gets the full result
-                val = ranks.evaluate(algo, val_episodes, progress=False)
-                algo.train()
-                improved = _better(val, best)
-                if improved:
-                    best, best_step = val, step
-            if main and (step % t.val_every == 0 or step == t.steps):
-                logger.log(step, "val", {"metric": val.metric, "mean": val.mean, "ci95": val.ci95,
-                                         **{k: m for k, (m, _) in val.extra.items()}})
-                if improved:
-                    save_checkpoint(ckpt_dir, "best", {"model": algo.state_dict()}, step=step,
-                                    config=cfg.to_dict(), extra={"val": val.to_dict()})
-                say_text = f"step {step}: validation {val}" + (" (best)" if best_step == step else "")
-                if show:
-                    bar.write(say_text, file=sys.stderr)
-                else:
-                    say(say_text)
-            if step % t.checkpoint_every == 0 or step == end:
-                checkpoint()
-    finally:
-        bar.close()
-        if logger is not None:
-            logger.close()
-    if main:
-        try:
-            plot_learning_curve(run_dir, title=cfg.name)
-        except ImportError:  # matplotlib is in the [train] extra, not a core dependency
-            print(f"{cfg.name}: learning_curve.png not drawn: matplotlib is not installed "
-                  "(pip install 'metalearn[train]'); metrics.jsonl holds the curve", file=sys.stderr)
-    ranks.barrier()  # on return, on every rank, rank 0's files are complete (e.g. to resume)
-    return TrainResult(run_dir, step, best_step, best, metrics, time.perf_counter() - start_time)
+        loss, metrics = algo.meta_loss(batch)
+        bad = None
+    except FloatingPointError as e:  # an algorithm's own finiteness check
+        loss, metrics, bad = torch.tensor(float("nan"), device=batch.support_x.device), {}, str(e)
+    mean_loss = ranks.mean(loss.detach().float().reshape(1))  # NaN on all if on one
+    if bad is None and not torch.isfinite(mean_loss).all():
+        bad = f"the meta-loss is {mean_loss.item()}"
+    if bad is not None:
+        raise FloatingPointError(bad)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    ranks.average_gradients(params)
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+    means = ranks.mean(torch.tensor([float(v) for v in metrics.values()], device=mean_loss.device))
+    return {"loss": mean_loss.item(), **dict(zip(metrics, means.tolist())),
+            "lr": opt.param_groups[0]["lr"]}
+
+
+def _validate(algo, episodes, state: TrainState, ranks: Ranks, cfg: RunConfig, ckpt_dir: Path,
+              logger: RunLogger | None, echo) -> EvalResult:
+    """Evaluate on the fixed validation episodes and keep the best; rank 0 logs it and writes
+    ``checkpoints/best`` when it improved. Collective: each rank evaluates a strided share."""
+    val = ranks.evaluate(algo, episodes, progress=False)
+    algo.train()
+    improved = _better(val, state.best)
+    if improved:
+        state.best, state.best_step = val, state.step
+    if ranks.is_main:
+        logger.log(state.step, "val", {"metric": val.metric, "mean": val.mean, "ci95": val.ci95,
+                                       **{k: m for k, (m, _) in val.extra.items()}})
+        if improved:
+            save_checkpoint(ckpt_dir, "best", {"model": algo.state_dict()}, step=state.step,
+                            config=cfg.to_dict(), extra={"val": val.to_dict()})
+        echo(f"step {state.step}: validation {val}" + (" (best)" if improved else ""))
+    return val
+
+
+def _plot(run_dir: Path, name: str) -> None:
+    try:
+        plot_learning_curve(run_dir, title=name)
+    except ImportError:  # matplotlib is in the [train] extra, not a core dependency
+        print(f"{name}: learning_curve.png not drawn: matplotlib is not installed "
+              "(pip install 'metalearn[train]'); metrics.jsonl holds the curve", file=sys.stderr)
+
+
+def _peek_batch(sampler):
+    """A one-task batch from ``sampler`` that leaves its stream (and the global RNG) untouched:
+    training draws exactly the tasks it would have drawn without this look."""
+    sampler_state, rng_state = sampler.state_dict(), _rng_state()
+    batch = sampler.sample_batch(1)
+    sampler.load_state_dict(sampler_state)
+    _set_rng_state(rng_state)
+    return batch
+
+
+def check_model_fits(algo, batch, cfg: RunConfig) -> None:
+    """One forward of the backbone on one task's support set, before any training step.
+
+    A backbone built for other inputs (``model.image_size``, ``model.in_channels``,
+    ``model.in_features`` against ``data.image_size`` and the dataset's channels) or a
+    gradient-based learner whose head has fewer outputs than ``data.n_way`` would fail in the
+    first step with a shape error deep in torch; this names the mismatch instead.
+
+    Args:
+        algo: The built algorithm; its ``backbone``, when it has one, is run without gradients.
+        batch: An :class:`~metalearn.types.EpisodeBatch` of the training data.
+        cfg: The run config (validated), for the names in the message.
+
+    Raises:
+        ConfigError: the model cannot take the data, naming the mismatch and the keys to set.
+    """
+    backbone = getattr(algo, "backbone", None)
+    if backbone is None:  # the Algorithm protocol does not require one: nothing to check
+        return
+    x, options = batch.support_x[0], cfg.model.options
+    try:
+        with torch.no_grad():
+            out = backbone(x)
+    except (RuntimeError, ValueError) as e:
+        text = str(e)
+        if isinstance(e, torch.OutOfMemoryError) or "allocate" in text:
+            raise
+        found = []
+        if x.dim() == 4 and options.get("in_channels", x.shape[1]) != x.shape[1]:
+            found.append(f"the data has {x.shape[1]} channels but model.in_channels={options['in_channels']}")
+        if x.dim() == 4 and options.get("image_size", x.shape[-1]) != x.shape[-1]:
+            found.append(f"data.image_size={x.shape[-1]} but model.image_size={options['image_size']}")
+        if x.dim() == 2 and options.get("in_features", x.shape[-1]) != x.shape[-1]:
+            found.append(f"the data has {x.shape[-1]} features but model.in_features={options['in_features']}")
+        what = "; ".join(found) or text.splitlines()[0]
+        raise ConfigError(
+            f"the model cannot take this data ({what}): match data.image_size and data.channels "
+            "with the backbone's options (model.image_size, model.in_channels; `metalearn list "
+            "--options NAME`)") from e
+    n_way = cfg.data.n_way
+    if n_way is not None and isinstance(algo, (MAML, Reptile)) and out.shape[-1] < n_way:
+        raise ConfigError(f"the model has {out.shape[-1]} outputs but data.n_way={n_way}: "
+                          f"{cfg.algorithm.name} classifies with the backbone's outputs, so set "
+                          f"model.out_features={n_way}")
 
 
 def load_run(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None):
@@ -326,3 +436,30 @@ def load_run(run_dir: str | os.PathLike, tag: str = "best", device: str | None =
     load_model_state(algo, saved["state"]["model"], f"checkpoint {ckpt_dir / tag}")
     algo.to(pick_device(device or cfg.train.device)).eval()
     return algo, cfg, saved["step"]
+
+
+def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None
+                    ) -> FewShotClassifier:
+    """A :class:`~metalearn.eval.fewshot.FewShotClassifier` of a run directory's trained algorithm.
+
+    Args:
+        run_dir: A folder written by :func:`train` (``metalearn train --out``), of a
+            classification run.
+        tag: ``"best"`` or ``"last"``, as in :func:`load_run`.
+        device: Where to compute; default ``train.device`` of the run's config.
+
+    Raises:
+        CheckpointError: as :func:`load_run`.
+        AdaptInputError: a regression run.
+
+    Examples:
+        >>> clf = load_classifier("runs/protonet-omniglot-5w1s")  # doctest: +SKIP
+        >>> clf.fit(support_images, ["a", "a", "b", "b"]).predict(query_images)  # doctest: +SKIP
+        array(['a', 'b', ...], dtype='<U1')
+    """
+    algo, cfg, _ = load_run(run_dir, tag, device)
+    if cfg.data.n_way is None:
+        raise AdaptInputError(f"{run_dir} is a regression run ({cfg.data.dataset}); a classifier "
+                              "needs a run meta-trained on classification tasks")
+    out = cfg.model.options.get("out_features")
+    return FewShotClassifier(algo, n_way=out if isinstance(out, int) else None, device=device)
