@@ -399,3 +399,23 @@ def test_state_dict_saved_under_the_old_optimizer_keys_still_loads():
     outer = torch.nn.ModuleDict({"algo": algo})
     outer.load_state_dict({f"algo.{k}": torch.zeros_like(v) for k, v in old.items()})
     assert all(not v.any() for v in algo.rule_module.state_dict().values())
+
+
+def test_run_checkpoint_saved_under_the_old_optimizer_keys_still_loads():
+    """``metalearn eval`` / ``--resume`` of a run saved before the rename: the run checkpoint's
+    key check lets the module map ``optimizer.*`` itself; a checkpoint of another model is
+    still refused and leaves the model untouched."""
+    from metalearn.train.checkpoint import CheckpointError, load_model_state
+
+    torch.manual_seed(0)
+    saved = LearnedOptimizerMAML(MLP(1, (8,), 1), LearnedOptimizerMAMLConfig(rule="mlp", hidden_size=4))
+    old = {k.replace("rule_module.", "optimizer.", 1): v for k, v in saved.state_dict().items()}
+    torch.manual_seed(1)
+    algo = LearnedOptimizerMAML(MLP(1, (8,), 1), LearnedOptimizerMAMLConfig(rule="mlp", hidden_size=4))
+    load_model_state(algo, old)
+    assert all(torch.equal(v, algo.state_dict()[k]) for k, v in saved.state_dict().items())
+    before = {k: v.clone() for k, v in algo.state_dict().items()}
+    wrong = {**old, "extra.weight": torch.zeros(1)}
+    with pytest.raises(CheckpointError, match="different model"):
+        load_model_state(algo, wrong)
+    assert all(torch.equal(v, algo.state_dict()[k]) for k, v in before.items())

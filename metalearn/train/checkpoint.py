@@ -11,6 +11,7 @@ safetensors only: nothing is unpickled, no code runs.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import uuid
@@ -167,6 +168,8 @@ def load_model_state(module: torch.nn.Module, state: dict[str, Tensor], source: 
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
               for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape]
+    if (missing or unexpected) and not shapes and _reads_older_keys(module, state):
+        missing = unexpected = []  # a module that renamed a submodule maps the old names itself
     if missing or unexpected or shapes:
         lines = []
         if missing:
@@ -178,3 +181,17 @@ def load_model_state(module: torch.nn.Module, state: dict[str, Tensor], source: 
         raise CheckpointError(f"the {source} is from a different model ({' | '.join(lines)}); "
                               "use the config saved with it (the run directory's config.json)")
     module.load_state_dict(state)
+
+
+def _reads_older_keys(module: torch.nn.Module, state: dict[str, Tensor]) -> bool:
+    """Whether ``module.load_state_dict(state)`` succeeds although the key names differ.
+
+    A module may map the key names of an older version of itself in its
+    ``_load_from_state_dict`` (``LearnedOptimizerMAML``: ``optimizer.*`` -> ``rule_module.*``).
+    Tried on a copy, so a checkpoint that does not fit leaves ``module`` untouched.
+    """
+    try:
+        result = copy.deepcopy(module).load_state_dict(state, strict=False)
+    except RuntimeError:
+        return False
+    return not result.missing_keys and not result.unexpected_keys
