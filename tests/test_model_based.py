@@ -297,3 +297,24 @@ def test_generator_and_cnp_take_a_list_of_episodes_of_different_shapes():
     tasks = SinusoidTasks()
     points = [tasks.sample_batch(1, k, q, torch.Generator().manual_seed(k))[0] for k, q in ((5, 6), (10, 3))]
     assert_list_is_mean_of_episodes(cnp(), points)
+
+
+def test_film_modulates_every_block_of_conv4_on_the_cpu_fast_path():
+    """Conv4's CPU kernels bypass the first block's modules, so with FiLM's hooks on it the
+    plain layers run: the same outputs as ``fast_cpu=False``, and block 0 is modulated."""
+    from metalearn.models.film import film_sites, modulated
+
+    torch.manual_seed(0)
+    fast = Conv4(1, hidden=8, image_size=16)
+    plain = Conv4(1, hidden=8, image_size=16, fast_cpu=False)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(10, 1, 16, 16)
+    sites = [name for name, _ in film_sites(fast)]
+    scales = [torch.full((8,), 2.0 if i == 0 else 1.0) for i in range(len(sites))]
+    shifts = [torch.full((8,), 0.5 if i == 0 else 0.0) for i in range(len(sites))]
+    with modulated(fast, sites, scales, shifts):
+        a = fast(x, n_support=5)
+    with modulated(plain, sites, scales, shifts):
+        b = plain(x, n_support=5)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, fast(x, n_support=5)), "block 0's modulation was skipped"

@@ -131,8 +131,8 @@ def test_build_memory_vmap_equals_loop():
     def embed(sx, sy):
         return gradient_embedding(forward, meta, sx, sy)
 
-    a = build_memory(learner, batch, embed, 3, sgd(0.01), mode="vmap")
-    b = build_memory(learner, batch, embed, 3, sgd(0.01), mode="loop")
+    a = build_memory(learner, batch, embed, 3, sgd(0.01), task_mode="vmap")
+    b = build_memory(learner, batch, embed, 3, sgd(0.01), task_mode="loop")
     torch.testing.assert_close(a.keys(), b.keys())
     for k, v in a.params().items():
         torch.testing.assert_close(v, b.params()[k])

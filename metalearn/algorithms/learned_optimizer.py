@@ -9,6 +9,7 @@ the unrolled inner loop.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from torch import nn
 
@@ -24,7 +25,7 @@ class LearnedOptimizerMAMLConfig(MAMLConfig):
 
     inner_lr: float = 0.1
     """Output scale of the learned rule (0.1 in Andrychowicz et al.); not an SGD step size."""
-    rule: str = "lstm"
+    rule: Literal["lstm", "mlp"] = "lstm"
     """The inner rule: ``lstm`` (:class:`~metalearn.optim.LSTMRule`) or ``mlp``
     (:class:`~metalearn.optim.MLPRule`)."""
     hidden_size: int = 20

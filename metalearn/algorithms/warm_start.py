@@ -15,6 +15,7 @@ parameters instead of the meta-initialisation. The task embeddings and similarit
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -139,7 +140,7 @@ class TaskMemory:
 
 def build_memory(learner: nn.Module, batch: EpisodeBatch, embed: Callable[[Tensor, Tensor], Tensor],
                  steps: int, rule: UpdateRule, memory: TaskMemory | None = None,
-                 mode: str = "vmap") -> TaskMemory:
+                 task_mode: Literal["vmap", "loop"] = "vmap") -> TaskMemory:
     """Fill a memory with meta-training tasks adapted from ``learner``'s meta-initialisation.
 
     Each task is embedded from its support set, then its parameters are fitted with ``steps``
@@ -150,11 +151,11 @@ def build_memory(learner: nn.Module, batch: EpisodeBatch, embed: Callable[[Tenso
         learner: A MAML-family algorithm with a ``backbone`` (its parameters: the start).
         batch: Meta-training tasks ``(n_tasks, ...)``.
         embed: ``embed(support_x, support_y) -> (d,)`` for one task (must work under ``vmap``
-            when ``mode="vmap"``).
+            when ``task_mode="vmap"``).
         steps: Fitting steps per task.
         rule: Update rule of the fit, e.g. ``sgd(0.01)``.
         memory: Memory to add to (a new cosine one when ``None``).
-        mode: ``"vmap"`` or ``"loop"`` over tasks.
+        task_mode: ``"vmap"`` or ``"loop"`` over tasks (see :mod:`metalearn.algorithms.task_map`).
     """
     memory = memory if memory is not None else TaskMemory()
     forward = make_forward(learner.backbone)
@@ -163,10 +164,11 @@ def build_memory(learner: nn.Module, batch: EpisodeBatch, embed: Callable[[Tenso
     def one(sx: Tensor, sy: Tensor, qx: Tensor, qy: Tensor) -> tuple[Tensor, Params]:
         x, y = torch.cat([sx, qx]), torch.cat([sy, qy])
         fitted, _ = inner_loop(forward, meta, x, y, rule, steps,
-                               differentiate=func_grad if mode == "vmap" else autograd_grad)
+                               differentiate=func_grad if task_mode == "vmap" else autograd_grad)
         return embed(sx, sy), detach(fitted)
 
-    keys, params = over_tasks(one, (batch.support_x, batch.support_y, batch.query_x, batch.query_y), mode)
+    keys, params = over_tasks(one, (batch.support_x, batch.support_y, batch.query_x, batch.query_y),
+                               task_mode)
     memory.add(keys, params)
     return memory
 

@@ -84,8 +84,9 @@ class Conv4(Backbone):
     def features(self, x: Tensor, n_support: int | None = None) -> Tensor:
         blocks = list(zip(self.convs, self.norms))
         cl = self._channels_last(x)
-        if cl and self.fast_cpu is not False:
-            # the first (largest) block by the CPU kernels: the same function, faster
+        if cl and self.fast_cpu is not False and not _hooked(*blocks[0]):
+            # the first (largest) block by the CPU kernels: the same function, faster. They
+            # bypass the modules' forward, so hooks on them (FiLM's modulation) need the layers.
             x = fused_first_block(x, *blocks[0], n_support)
             blocks = blocks[1:]
         for conv, norm in blocks:
@@ -105,3 +106,8 @@ class Conv4(Backbone):
         if cl is None:
             cl = self.fast_cpu is True or x.device.type == "cpu"
         return cl and supports_channels_last(x)
+
+
+def _hooked(*modules: nn.Module) -> bool:
+    """Whether any of ``modules`` has forward hooks (which only its own ``forward`` runs)."""
+    return any(m._forward_hooks or m._forward_pre_hooks for m in modules)
