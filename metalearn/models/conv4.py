@@ -96,7 +96,10 @@ class Conv4(Backbone):
                 # and would keep the whole network in NCHW, where pooling and batch norm
                 # are ~10x slower on CPU. A no-op once the activations are channels-last.
                 x = x.contiguous(memory_format=torch.channels_last)
-            x = F.max_pool2d(F.relu(norm(x, n_support)), 2)
+            # conv, norm, ReLU, pool, with the ReLU after the pooling: they commute (ReLU is
+            # monotone), so outputs and gradients of every order are the textbook block's, with
+            # the ReLU on a 4x smaller tensor (4% of second-order MAML's step on CPU)
+            x = F.relu(F.max_pool2d(norm(x, n_support), 2))
         return x.flatten(1)
 
     def _channels_last(self, x: Tensor) -> bool:
