@@ -45,12 +45,12 @@ def test_train_writes_a_run_and_reports_where(sinusoid_run, capsys, tmp_path):
     code, out, _ = run_cli(capsys, "train", "--preset", "demo", "--out", tmp_path / "r", *TINY)
     assert code == 0
     assert "best validation mse" in out and "95% CI" in out and "learning_curve.png" in out
-    # resume the finished run with more steps (a config change, so --force)
+    # resume the finished run with a real config change: refused without --force
     code, out, err = run_cli(capsys, "train", "--out", tmp_path / "r", "--resume", "--quiet",
-                             "--set", "train.steps=6")
-    assert code == 2 and "train.steps: 4 -> 6" in err and "--force" in err
+                             "--set", "train.lr=0.01")
+    assert code == 2 and "train.lr: 0.001 -> 0.01" in err and "--force" in err
     code, out, _ = run_cli(capsys, "train", "--out", tmp_path / "r", "--resume", "--force",
-                           "--quiet", "--set", "train.steps=6")
+                           "--quiet", "--set", "train.steps=6", "--set", "train.lr=0.01")
     assert code == 0 and "6 steps" in out
 
 

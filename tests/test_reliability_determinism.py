@@ -43,7 +43,9 @@ def image_config(root: Path, algorithm: str):
 
 
 def lines(run: Path) -> list[dict]:
-    return [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    """The metrics lines without ``time_s`` (wall-clock seconds differ between any two runs)."""
+    return [{k: v for k, v in json.loads(x).items() if k != "time_s"}
+            for x in (run / "metrics.jsonl").read_text().splitlines()]
 
 
 def states_equal(a: dict, b: dict) -> bool:

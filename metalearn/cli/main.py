@@ -17,6 +17,10 @@ import sys
 from pathlib import Path
 
 DEFAULT_RUNS = "runs"
+MODIFIED = "+modified"
+"""Appended to a preset's name when ``--set`` changes its recipe and no ``--name`` is given."""
+#: Keys that say where and how to run, not what: setting them keeps the preset's name.
+_ENVIRONMENT_KEYS = ("name", "data.root", "train.device", "train.tensorboard")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -69,11 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one config field, e.g. --set algorithm.inner_lr=0.4 (repeatable)")
     t.add_argument("--data-root", help="dataset folder (sets data.root; default $METALEARN_DATA)")
-    t.add_argument("--out", help=f"run directory (default {DEFAULT_RUNS}/<preset>)")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    t.add_argument("--force", action="store_true", help="with --resume, accept a changed config")
+    t.add_argument("--name", help="name of the run (sets the config's name; default: the preset's, "
+                   f"with '{MODIFIED}' appended when --set changes its recipe)")
+    t.add_argument("--out", help=f"run directory: new, empty or a run's (default {DEFAULT_RUNS}/<name>)")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its last "
+                   "checkpoint; --set train.steps=N with a higher N trains it longer")
+    t.add_argument("--force", action="store_true", help="with --resume, accept any other config change")
     t.add_argument("--overwrite", action="store_true",
-                   help="start over in --out, deleting its checkpoints, metrics and results")
+                   help="start over in --out, deleting the files the run wrote there (config, "
+                   "checkpoints, metrics, curve, TensorBoard, eval results) and nothing else")
     t.add_argument("--device", help="cpu, cuda, cuda:N or auto (sets train.device; default: the "
                    "preset's, auto = CUDA when available)")
     t.add_argument("--show-config", action="store_true", help="print the resolved config and exit")
@@ -130,10 +138,25 @@ def _print(*a) -> None:
         print(*a, flush=True)
 
 
+def _run_name(base, cfg, preset: str | None, name: str | None) -> str:
+    """The run's name: ``--name``; else a preset's name plus :data:`MODIFIED` when the config
+    differs from the preset in more than :data:`_ENVIRONMENT_KEYS`; else the config's own."""
+    from metalearn.train.config import ConfigError, changes
+
+    if name is not None:
+        if not name.strip() or any(c in name for c in '/\\:*?"<>|') or name in (".", ".."):
+            raise ConfigError(f"--name {name!r} must be usable as a folder name (no / \\ : * ? \" < > |)")
+        return name
+    if preset is not None and cfg.name == base.name and set(changes(base, cfg)) - set(_ENVIRONMENT_KEYS):
+        return base.name + MODIFIED
+    return cfg.name
+
+
 def _cmd_train(args) -> int:
     from metalearn.presets import get_preset
     from metalearn.train.config import ConfigError, RunConfig, apply_overrides
     from metalearn.train.loop import train
+    from metalearn.train.runlog import is_run_dir, remove_run_files
 
     overrides = list(args.overrides)
     if args.data_root:
@@ -157,6 +180,7 @@ def _cmd_train(args) -> int:
     else:
         base = get_preset(args.preset)
     cfg = apply_overrides(base, overrides)
+    cfg.name = _run_name(base, cfg, args.preset, args.name)
     if args.show_config:
         _print(json.dumps(cfg.to_dict(), indent=1))
         return 0
@@ -166,12 +190,9 @@ def _cmd_train(args) -> int:
                f"{cfg.train.steps} steps -> {out}")
     # under torchrun rank 0 alone deletes, before train() joins the process group: no rank passes
     # that rendezvous (and checks for an existing run) before the deletion is done
-    if args.overwrite and not args.resume and os.environ.get("RANK", "0") == "0":
-        import shutil
-
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-        for name in ("metrics.jsonl", "learning_curve.png", "eval_test.json", "eval_val.json"):
-            (out / name).unlink(missing_ok=True)
+    # (only a run directory's own files: a folder of anything else is refused by train())
+    if args.overwrite and not args.resume and os.environ.get("RANK", "0") == "0" and is_run_dir(out):
+        remove_run_files(out)
     result = train(cfg, out, resume=args.resume, force=args.force, quiet=args.quiet)
     best = f"best validation {result.best} at step {result.best_step}" if result.best else "no validation"
     _print(f"done: {result.steps} steps in {result.seconds:.0f} s; {best}")

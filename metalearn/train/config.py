@@ -92,6 +92,11 @@ class ModelConfig:
     feature_maps: list[int] | None = None
     """View the backbone's flat features as maps of this shape ``[C, H, W]`` (for algorithms
     that compare feature maps, e.g. Relation Networks); ``None``: flat features."""
+    weights: str | None = None
+    """Pretrained backbone weights to start meta-training from: a ``.safetensors`` file or a
+    ``.pt``/``.pth`` state dict (read with ``weights_only=True``; a prefix such as ``backbone.``
+    is found); ``None``: random initialisation. Only the start: a resumed run continues from its
+    checkpoint."""
 
     def resolve(self):
         """The backbone's options as its typed options dataclass (:func:`options_class`).
@@ -504,7 +509,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         elif len(parts) == 2 and parts[0] in _SECTIONS:
             section = getattr(cfg, parts[0])
             if parts[0] in ("model", "algorithm") and parts[1] not in (
-                    "backbone", "name", "options", "feature_maps"):
+                    f.name for f in dataclasses.fields(section)):
                 hints = typing.get_type_hints(_section_options(cfg, parts[0]))
                 if parts[1] not in hints:
                     name = cfg.model.backbone if parts[0] == "model" else cfg.algorithm.name
@@ -571,9 +576,10 @@ def _resolved_dict(cfg: RunConfig) -> dict:
     return d
 
 
-def diff(a: RunConfig, b: RunConfig) -> list[str]:
-    """Human-readable differences ``key: old -> new`` between two configs (options compared
-    after resolution, so an option left at its default equals the default written out)."""
+def changes(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
+    """Dotted key -> ``(value in a, value in b)`` for every field that differs (options compared
+    after resolution, so an option left at its default equals the default written out; an
+    option one side lacks is ``"(unset)"``)."""
     def flat(d, prefix=""):
         out = {}
         for k, v in d.items():
@@ -586,5 +592,45 @@ def diff(a: RunConfig, b: RunConfig) -> list[str]:
         return out
 
     fa, fb = flat(_resolved_dict(a)), flat(_resolved_dict(b))
-    return [f"{k}: {fa.get(k, '(unset)')!r} -> {fb.get(k, '(unset)')!r}"
-            for k in sorted(set(fa) | set(fb)) if fa.get(k, "(unset)") != fb.get(k, "(unset)")]
+    return {k: (fa.get(k, "(unset)"), fb.get(k, "(unset)")) for k in sorted(set(fa) | set(fb))
+            if fa.get(k, "(unset)") != fb.get(k, "(unset)")}
+
+
+def diff(a: RunConfig, b: RunConfig) -> list[str]:
+    """Human-readable differences ``key: old -> new`` between two configs (:func:`changes`)."""
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changes(a, b).items()]
+
+
+def resume_changes(saved: RunConfig, new: RunConfig, step: int) -> tuple[list[str], str | None]:
+    """What resuming a run stopped at ``step`` with ``new`` instead of its ``saved`` config changes.
+
+    Raising ``train.steps`` ("train it longer") is no conflict, and neither is a field that
+    follows from it: an algorithm's ``anneal_steps`` (Reptile's meta-step annealing) that
+    equalled the old ``train.steps`` and equals the new one. Lowering ``train.steps`` and
+    every other change are conflicts (they would make the resumed run another recipe). A
+    ``cosine`` or ``linear`` schedule is a function of ``train.steps``: extended, it decays over
+    the new length from the current step on (said in the note).
+
+    Args:
+        saved: The config the run was started with (its checkpoint's).
+        new: The config it is resumed with.
+        step: Completed steps of the checkpoint.
+
+    Returns:
+        ``(conflicts, note)``: the conflicting changes as ``key: old -> new`` lines, and a
+        one-line note for an extension (``"extending the run from 60 to 90 steps"``) or ``None``.
+    """
+    found = changes(saved, new)
+    old_steps, new_steps = saved.train.steps, new.train.steps
+    if "train.steps" not in found or new_steps < max(old_steps, step):
+        return diff(saved, new), None
+    allowed = {"train.steps"}
+    if found.get("algorithm.anneal_steps") == (old_steps, new_steps):
+        allowed.add("algorithm.anneal_steps")
+    conflicts = [f"{k}: {a!r} -> {b!r}" for k, (a, b) in found.items() if k not in allowed]
+    note = f"extending the run from {old_steps} to {new_steps} steps"
+    if "algorithm.anneal_steps" in allowed:
+        note += " (and algorithm.anneal_steps with it)"
+    if new.train.schedule in ("cosine", "linear"):
+        note += f"; the {new.train.schedule} learning-rate schedule now ends at step {new_steps}"
+    return conflicts, note

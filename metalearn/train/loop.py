@@ -5,7 +5,14 @@ directory holds ``config.json`` (the resolved config), ``metrics.jsonl``,
 ``checkpoints/last.*`` (full state: model, meta-optimizer, sampler generator, RNG, step),
 ``checkpoints/best.*`` (model with the best validation metric), ``learning_curve.png`` and,
 when TensorBoard is installed, ``tensorboard/``. Resuming from ``last`` continues exactly where
-the run stopped: the result equals an uninterrupted run.
+the run stopped: the result equals an uninterrupted run. Every ``metrics.jsonl`` line carries
+``time_s``, the wall-clock seconds since the run started, summed over the processes of a resumed
+run (each contributes its time up to the checkpoint the next one resumed from).
+
+Progress: a tqdm bar when stderr is a terminal; otherwise (a pipe, a log file, a cluster job) a
+plain line on stderr (step/total, the training metrics, the best validation, steps/s, ETA) at the
+first logged step, then at a logged step (every ``train.log_every``) once
+``progress_seconds`` (30 s) have passed since the previous line, and at the last step.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from metalearn.algorithms import ALGORITHMS, MAML, Reptile
 from metalearn.eval import EvalResult
 from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier
 from metalearn.models import BACKBONES, FeatureMaps
+from metalearn.models.weights import load_backbone
 from metalearn.optim import meta_optimizer
 from metalearn.train.checkpoint import (
     CheckpointError,
@@ -32,11 +40,17 @@ from metalearn.train.checkpoint import (
     load_model_state,
     save_checkpoint,
 )
-from metalearn.train.config import ConfigError, RunConfig, build_component, diff, validate
+from metalearn.train.config import (
+    ConfigError,
+    RunConfig,
+    build_component,
+    resume_changes,
+    validate,
+)
 from metalearn.train.data import fixed_episodes, train_sampler
 from metalearn.train.distributed import Ranks, check_meta_batch, world_size
 from metalearn.train.distributed import setup as setup_distributed
-from metalearn.train.runlog import RunLogger, plot_learning_curve
+from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
 
 
 class NonFiniteLossError(RuntimeError):
@@ -102,16 +116,43 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
-def build_algorithm(cfg: RunConfig) -> torch.nn.Module:
+def build_algorithm(cfg: RunConfig, pretrained: bool = False) -> torch.nn.Module:
     """The backbone and algorithm of ``cfg``, looked up in ``BACKBONES`` and ``ALGORITHMS`` and
-    built from their resolved typed configs (:meth:`~metalearn.train.config.ModelConfig.resolve`)."""
+    built from their resolved typed configs (:meth:`~metalearn.train.config.ModelConfig.resolve`).
+
+    Args:
+        cfg: The run config.
+        pretrained: Load ``model.weights`` (when set) into the backbone before the algorithm
+            wraps it: the start of meta-training. Off for a model a checkpoint fills anyway.
+
+    Raises:
+        ConfigError: invalid config, or ``model.weights`` missing, unreadable or not this
+            backbone's.
+    """
     validate(cfg)
     backbone = build_component(BACKBONES[cfg.model.backbone], cfg.model.resolve())
+    if pretrained and cfg.model.weights is not None:
+        _load_weights(backbone, cfg.model.weights)
     if cfg.model.feature_maps is not None:
         if len(cfg.model.feature_maps) != 3:
             raise ConfigError(f"model.feature_maps must be [C, H, W], got {cfg.model.feature_maps}")
         backbone = FeatureMaps(backbone, tuple(cfg.model.feature_maps))
     return build_component(ALGORITHMS[cfg.algorithm.name], cfg.algorithm.resolve(), backbone)
+
+
+def _load_weights(backbone: torch.nn.Module, path: str) -> None:
+    """``model.weights`` into ``backbone``, every failure as a :class:`ConfigError` naming the key."""
+    if not Path(path).is_file():
+        raise ConfigError(f"model.weights={path}: no such file; give the path of a .safetensors "
+                          "or .pt/.pth file of the backbone's pretrained weights, or model.weights=null")
+    try:
+        load_backbone(backbone, path)
+    except ValueError as e:  # mismatching names or shapes, or no state dict in the file
+        raise ConfigError(f"model.weights={path}: {e}") from None
+    except Exception as e:  # noqa: BLE001 (damaged, or a pickle that weights_only refuses)
+        raise ConfigError(f"model.weights={path} cannot be read as weights ({type(e).__name__}: "
+                          f"{str(e).splitlines()[0] if str(e) else ''}); save a state dict with "
+                          "safetensors or torch.save(model.state_dict(), ...)") from None
 
 
 def lr_factor(cfg, step: int) -> float:
@@ -145,26 +186,32 @@ def _set_rng_state(state: dict) -> None:
 
 
 def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, force: bool = False,
-          quiet: bool = False, progress: bool | None = None, stop_after: int | None = None) -> TrainResult:
+          quiet: bool = False, progress: bool | None = None, stop_after: int | None = None,
+          progress_seconds: float = 30.0) -> TrainResult:
     """Meta-train ``cfg`` into ``run_dir``.
 
     Args:
         cfg: The run config (validated here).
         run_dir: Output folder, created if missing. Without ``resume`` it must not hold a
-            checkpoint already (pick a new folder or resume).
-        resume: Continue from ``run_dir/checkpoints/last``; ``cfg`` must equal the saved config.
-        force: Resume even when ``cfg`` differs from the saved config (e.g. more ``train.steps``).
+            checkpoint already (pick a new folder or resume), nor files of anything but a run.
+        resume: Continue from ``run_dir/checkpoints/last``; ``cfg`` must equal the saved config,
+            except for a higher ``train.steps`` (train it longer; said on stderr, see
+            :func:`~metalearn.train.config.resume_changes`).
+        force: Resume even when ``cfg`` differs from the saved config otherwise.
         quiet: Print nothing.
         progress: Show a progress bar; ``None``: only when stderr is a terminal and not quiet.
+            Without a bar and not quiet, plain progress lines (see the module docstring).
         stop_after: Stop (after checkpointing) once this many steps are done, as if interrupted;
             for tests and time-boxed jobs.
+        progress_seconds: Least wall-clock seconds between two plain progress lines.
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
         ConfigError: invalid config, or ``resume`` with a changed config and no ``force``.
-        CheckpointError: resuming without a checkpoint, or starting over an existing run.
+        CheckpointError: resuming without a checkpoint, or starting over an existing run or in a
+            folder holding other files.
         NonFiniteLossError: the loss became NaN/inf (the message names the step).
         DistributedError: under torchrun, a meta-batch that the processes cannot share equally,
             or a distributed environment that cannot work (the message names the fix).
@@ -177,20 +224,22 @@ def train(cfg: RunConfig, run_dir: str | os.PathLike, *, resume: bool = False, f
     ranks, device = setup_distributed(pick_device(cfg.train.device))
     try:
         return _train(cfg, Path(run_dir), ranks, device, start_time, resume=resume, force=force,
-                      quiet=quiet, progress=progress, stop_after=stop_after)
+                      quiet=quiet, progress=progress, stop_after=stop_after,
+                      progress_seconds=progress_seconds)
     finally:
         ranks.close()
 
 
 def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, start_time: float, *,
            resume: bool, force: bool, quiet: bool, progress: bool | None,
-           stop_after: int | None) -> TrainResult:
+           stop_after: int | None, progress_seconds: float) -> TrainResult:
     ckpt_dir, t, main = run_dir / "checkpoints", cfg.train, ranks.is_main
-    saved = _open_run(cfg, run_dir, resume, force, main)
     say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
+    saved = _open_run(cfg, run_dir, resume, force, main, say)
 
     torch.manual_seed(t.seed)  # the initial weights, identical on every rank
-    algo = build_algorithm(cfg).to(device)
+    # pretrained weights are the start of a new run; a resumed one continues from its checkpoint
+    algo = build_algorithm(cfg, pretrained=saved is None).to(device)
     sampler = train_sampler(cfg.data, t.seed, rank=ranks.rank)
     val_episodes = fixed_episodes(cfg.data, "val")
     params = [p for p in algo.parameters() if p.requires_grad]
@@ -201,13 +250,18 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         say(f"resuming {run_dir} at step {state.step}")
     check_model_fits(algo, _peek_batch(sampler).to(device), cfg)
     saved_step = state.step if saved is not None else None  # of checkpoints/last, kept on NaN
+    # wall-clock seconds of the run: this process's plus those of the processes before it
+    before = float(saved["extra"].get("time_s", 0.0)) if saved is not None else 0.0
+    clock = lambda: before + time.perf_counter() - start_time  # noqa: E731
     logger = RunLogger(run_dir, resume_step=state.step if resume else None,
-                       tensorboard=t.tensorboard) if main else None
+                       tensorboard=t.tensorboard, clock=clock) if main else None
     show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
     bar = tqdm(total=t.steps, initial=state.step, desc=cfg.name, unit="step", disable=not show,
                dynamic_ncols=True)
     echo = (lambda text: bar.write(text, file=sys.stderr)) if show else say
     end = t.steps if stop_after is None else min(t.steps, stop_after)
+    plain = None if show or quiet or not main else _PlainProgress(cfg.name, state.step, t.steps,
+                                                                  progress_seconds)
     metrics: dict = {}
     algo.train()
     try:
@@ -226,12 +280,14 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
             state.step += 1
             if main and (state.step % t.log_every == 0 or state.step == t.steps):
                 logger.log(state.step, "train", metrics)
+                if plain is not None:
+                    plain.update(state.step, metrics, state.best, final=state.step == end)
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in metrics.items() if k != "lr"}, refresh=False)
             if state.step % t.val_every == 0 or state.step == t.steps:
                 _validate(algo, val_episodes, state, ranks, cfg, ckpt_dir, logger, echo)
             if state.step % t.checkpoint_every == 0 or state.step == end:
-                _save_last(ckpt_dir, cfg, algo, opt, sampler, state, ranks)
+                _save_last(ckpt_dir, cfg, algo, opt, sampler, state, ranks, clock())
                 saved_step = state.step
     finally:
         bar.close()
@@ -244,21 +300,32 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
                        time.perf_counter() - start_time)
 
 
-def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, main: bool) -> dict | None:
+def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, main: bool,
+              say) -> dict | None:
     """The checkpoint to resume from (``None`` for a new run), after checking that ``cfg`` is
-    the run's config; rank 0 writes ``config.json``."""
+    the run's config (a higher ``train.steps`` is, and ``say`` tells it) and that a new run's
+    folder holds no one else's files; rank 0 writes ``config.json``."""
     ckpt_dir = run_dir / "checkpoints"
     saved = None
     if resume:
         saved = load_checkpoint(ckpt_dir, "last")
-        changes = diff(RunConfig.from_dict(saved["config"]), cfg)
-        if changes and not force:
+        conflicts, note = resume_changes(RunConfig.from_dict(saved["config"]), cfg, saved["step"])
+        if conflicts and not force:
             raise ConfigError("the config differs from the one this run was started with:\n  "
-                              + "\n  ".join(changes)
-                              + "\nresume without --preset/--set to keep it, or pass --force")
+                              + "\n  ".join(conflicts)
+                              + "\nresume without --preset/--set to keep it (raising train.steps "
+                              "is allowed), or pass --force")
+        if note is not None:
+            say(note)
     elif (ckpt_dir / "last.json").exists():
         raise CheckpointError(f"{run_dir} already holds a run; pass --resume to continue it or "
                               "choose another --out folder")
+    elif run_dir.is_dir() and not is_run_dir(run_dir) and (
+            other := sorted(p.name + "/" * p.is_dir() for p in run_dir.iterdir())):
+        shown = ", ".join(other[:5]) + (f" and {len(other) - 5} more" if len(other) > 5 else "")
+        raise CheckpointError(f"{run_dir} is not a metalearn run directory and holds other files "
+                              f"({shown}): train into a new or empty --out folder, so that the "
+                              "run's files do not mix with yours")
     if main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -286,15 +353,53 @@ def _restore(saved: dict, algo, opt, sampler, state: TrainState, ranks: Ranks) -
 
 
 def _save_last(ckpt_dir: Path, cfg: RunConfig, algo, opt, sampler, state: TrainState,
-               ranks: Ranks) -> None:
-    """Write ``checkpoints/last``; collective: every rank contributes its sampler and RNG state."""
+               ranks: Ranks, seconds: float) -> None:
+    """Write ``checkpoints/last``; collective: every rank contributes its sampler and RNG state.
+    ``seconds`` (the run's wall-clock time so far) is saved as ``extra["time_s"]``, where a
+    resumed run's ``time_s`` continues from."""
     samplers, rngs = ranks.gather(sampler.state_dict()), ranks.gather(_rng_state())
     if ranks.is_main:
         tensors = {"model": algo.state_dict(), "optimizer": opt.state_dict(), "sampler": samplers,
                    "rng": rngs}
         extra = state.state_dict()
         save_checkpoint(ckpt_dir, "last", tensors, step=extra.pop("step"), config=cfg.to_dict(),
-                        extra=extra)
+                        extra={**extra, "time_s": seconds})
+
+
+class _PlainProgress:
+    """Progress lines on stderr where no bar is shown (see the module docstring for when).
+
+    Args:
+        name: The run's name, starting each line.
+        step: Completed steps when this process started (its rate counts its own steps only).
+        total: ``train.steps``.
+        every: Least seconds between two lines (the first and the last are always written).
+    """
+
+    def __init__(self, name: str, step: int, total: int, every: float):
+        self.name, self.total, self.every = name, total, every
+        self.start_step, self.start = step, time.perf_counter()
+        self.last: float | None = None
+
+    def update(self, step: int, metrics: dict, best: EvalResult | None, final: bool) -> None:
+        """Called at every logged step; prints when due."""
+        now = time.perf_counter()
+        if not final and self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        rate = (step - self.start_step) / max(now - self.start, 1e-9)
+        shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "lr")
+        val = f", best val {best.metric} {best.mean:.4g}" if best is not None else ""
+        eta = _clock_time((self.total - step) / rate) if rate > 0 else "?"
+        print(f"{self.name} step {step}/{self.total}: {shown}{val} | {rate:.3g} steps/s, "
+              f"ETA {eta}", file=sys.stderr, flush=True)
+
+
+def _clock_time(seconds: float) -> str:
+    """``H:MM:SS`` (``MM:SS`` under an hour)."""
+    s = round(seconds)
+    h, m = divmod(s // 60, 60)
+    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m:02d}:{s % 60:02d}"
 
 
 def _meta_step(algo, opt, params: list, batch, ranks: Ranks, grad_clip: float | None) -> dict:

@@ -1,11 +1,20 @@
-"""Run logging: metrics as JSON lines (always), TensorBoard (when installed), the learning curve."""
+"""Run logging: metrics as JSON lines (always), TensorBoard (when installed), the learning curve;
+and which files of a run directory are the run's own (:func:`run_files`)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
+
+#: What a run writes at the top of its directory (``eval_*.json``: ``metalearn eval``), and the
+#: two folders it owns. Nothing else there is ever deleted by ``--overwrite``.
+RUN_FILES = ("config.json", "metrics.jsonl", "learning_curve.png", "eval_*.json")
+RUN_FOLDERS = {"checkpoints": ("last.json", "best.json", "last-*.safetensors", "best-*.safetensors",
+                               ".last*.tmp", ".best*.tmp"),
+               "tensorboard": ("events.out.tfevents.*",)}
 
 
 class RunLogger:
@@ -20,11 +29,13 @@ class RunLogger:
             the run continues from) are dropped, so the file reads as one uninterrupted run.
         tensorboard: Also write TensorBoard scalars under ``RUN_DIR/tensorboard`` if the
             ``tensorboard`` package is installed.
+        clock: Seconds since the run started, written as ``time_s`` in every line (not sent
+            to TensorBoard, whose events carry their own wall time); ``None``: no ``time_s``.
     """
 
     def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None,
-                 tensorboard: bool = False):
-        self.path = Path(run_dir) / "metrics.jsonl"
+                 tensorboard: bool = False, clock: Callable[[], float] | None = None):
+        self.path, self.clock = Path(run_dir) / "metrics.jsonl", clock
         if resume_step is None:
             self.path.write_text("")
         elif self.path.exists():
@@ -43,7 +54,10 @@ class RunLogger:
     def log(self, step: int, kind: str, metrics: dict[str, float]) -> None:
         """Write one line and flush it (a crash loses nothing already logged)."""
         clean = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
-        self._file.write(json.dumps({"step": step, "kind": kind, **clean}) + "\n")
+        line = {"step": step, "kind": kind, **clean}
+        if self.clock is not None:
+            line["time_s"] = round(self.clock(), 3)
+        self._file.write(json.dumps(line) + "\n")
         self._file.flush()
         if self._tb is not None:
             for k, v in clean.items():
@@ -65,6 +79,41 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def run_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The files in ``run_dir`` that a run wrote (:data:`RUN_FILES`, and in :data:`RUN_FOLDERS`
+    those of their patterns), the ones ``metalearn train --overwrite`` deletes; ``[]`` if none."""
+    run_dir = Path(run_dir)
+    found = [p for pattern in RUN_FILES for p in sorted(run_dir.glob(pattern)) if p.is_file()]
+    for folder, patterns in RUN_FOLDERS.items():
+        found += [p for pattern in patterns for p in sorted((run_dir / folder).glob(pattern))
+                  if p.is_file()]
+    return found
+
+
+def is_run_dir(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a metalearn run: its ``config.json`` or ``checkpoints/last.json``."""
+    run_dir = Path(run_dir)
+    return (run_dir / "config.json").is_file() or (run_dir / "checkpoints" / "last.json").is_file()
+
+
+def remove_run_files(run_dir: str | os.PathLike) -> list[Path]:
+    """Delete what a run wrote in ``run_dir`` (:func:`run_files`) and nothing else; its folders
+    (``checkpoints/``, ``tensorboard/``) go only when nothing else is left in them.
+
+    Returns:
+        The deleted files.
+    """
+    run_dir = Path(run_dir)
+    removed = run_files(run_dir)
+    for p in removed:
+        p.unlink(missing_ok=True)
+    for folder in RUN_FOLDERS:
+        path = run_dir / folder
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+    return removed
 
 
 def plot_learning_curve(run_dir: str | os.PathLike, title: str = "") -> Path:

@@ -106,7 +106,8 @@ def _final_state(run_dir: Path) -> tuple[dict, list[dict]]:
     from metalearn.train.checkpoint import load_checkpoint
 
     saved = load_checkpoint(run_dir / "checkpoints", "last")
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    lines = [{k: v for k, v in json.loads(x).items() if k != "time_s"}  # wall-clock: differs
+             for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return saved, lines
 
 
