@@ -192,7 +192,7 @@ def _cmd_train(args) -> int:
     # that rendezvous (and checks for an existing run) before the deletion is done
     # (only a run directory's own files: a folder of anything else is refused by train())
     if args.overwrite and not args.resume and os.environ.get("RANK", "0") == "0" and is_run_dir(out):
-        remove_run_files(out)
+        remove_run_files(out, keep=("config.json",))
     result = train(cfg, out, resume=args.resume, force=args.force, quiet=args.quiet)
     best = f"best validation {result.best} at step {result.best_step}" if result.best else "no validation"
     _print(f"done: {result.steps} steps in {result.seconds:.0f} s; {best}")

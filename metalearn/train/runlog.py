@@ -98,15 +98,20 @@ def is_run_dir(run_dir: str | os.PathLike) -> bool:
     return (run_dir / "config.json").is_file() or (run_dir / "checkpoints" / "last.json").is_file()
 
 
-def remove_run_files(run_dir: str | os.PathLike) -> list[Path]:
+def remove_run_files(run_dir: str | os.PathLike, keep: tuple[str, ...] = ()) -> list[Path]:
     """Delete what a run wrote in ``run_dir`` (:func:`run_files`) and nothing else; its folders
     (``checkpoints/``, ``tensorboard/``) go only when nothing else is left in them.
+
+    Args:
+        run_dir: The run directory.
+        keep: Names at its top to leave (``--overwrite`` keeps ``config.json``, which the new
+            run rewrites at once, so the folder stays a run directory in between).
 
     Returns:
         The deleted files.
     """
     run_dir = Path(run_dir)
-    removed = run_files(run_dir)
+    removed = [p for p in run_files(run_dir) if p.relative_to(run_dir).as_posix() not in keep]
     for p in removed:
         p.unlink(missing_ok=True)
     for folder in RUN_FOLDERS:
