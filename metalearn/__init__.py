@@ -13,40 +13,42 @@ Examples:
     ['loss', 'mse']
 """
 
-from metalearn.algorithms import (
-    ANIL,
-    CNP,
-    MAML,
-    Baseline,
-    MAMLConfig,
-    MatchingNet,
-    MetaSGD,
-    ParameterGenerator,
-    ProtoNet,
-    RelationNet,
-    Reptile,
-    TaskMemory,
-    WarmStartAdapter,
-)
-from metalearn.data import (
-    ArrayDataset,
-    EpisodeSampler,
-    FixedEpisodes,
-    ImageFolder,
-    LinearTasks,
-    MiniImageNet,
-    Omniglot,
-    SinusoidTasks,
-)
-from metalearn.eval import EvalResult, evaluate
-from metalearn.models import MLP, Conv4, ResNet12
-from metalearn.types import Algorithm, Episode, EpisodeBatch, Params, Predictor
+import importlib
+
+# The public names are imported on first use (PEP 562), so `import metalearn` (and with it the
+# CLI's `--help` and argument parsing) does not load torch.
+_EXPORTS = {
+    "metalearn.algorithms": ("ANIL", "CNP", "MAML", "Baseline", "MAMLConfig", "MatchingNet", "MetaSGD",
+                             "ParameterGenerator", "ProtoNet", "RelationNet", "Reptile", "TaskMemory",
+                             "WarmStartAdapter"),
+    "metalearn.data": ("ArrayDataset", "EpisodeSampler", "FixedEpisodes", "ImageFolder", "LinearTasks",
+                       "MiniImageNet", "Omniglot", "SinusoidTasks"),
+    "metalearn.eval": ("EvalResult", "evaluate"),
+    "metalearn.models": ("MLP", "Conv4", "ResNet12"),
+    "metalearn.types": ("Algorithm", "Episode", "EpisodeBatch", "Params", "Predictor"),
+}
+"""Subpackage -> the public names it defines."""
+_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
+_SUBPACKAGES = ("algorithms", "cli", "data", "errors", "eval", "kernels", "models", "optim", "presets",
+                "train", "types")
+"""``metalearn.<name>`` attribute access imports these (as the eager imports used to)."""
+
+
+def __getattr__(name: str):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"metalearn.{name}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'metalearn' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ANIL", "CNP", "MAML", "MLP", "Algorithm", "ArrayDataset", "Baseline", "Conv4", "Episode",
-    "EpisodeBatch", "EpisodeSampler", "EvalResult", "FixedEpisodes", "ImageFolder", "LinearTasks",
-    "MAMLConfig", "MatchingNet", "MetaSGD", "MiniImageNet", "Omniglot", "ParameterGenerator", "Params", "Predictor",
-    "ProtoNet", "RelationNet", "Reptile", "ResNet12", "SinusoidTasks", "TaskMemory", "WarmStartAdapter", "__version__", "evaluate",
-]
+__all__ = sorted([*_LAZY, "__version__"])
