@@ -13,7 +13,7 @@ Examples:
     ['loss', 'mse']
 """
 
-import importlib
+from metalearn._lazy import lazy_exports
 
 # The public names are imported on first use (PEP 562), so `import metalearn` (and with it the
 # CLI's `--help` and argument parsing) does not load torch.
@@ -27,28 +27,13 @@ _EXPORTS = {
     "metalearn.models": ("MLP", "Conv4", "ResNet12"),
     "metalearn.types": ("Algorithm", "Episode", "EpisodeBatch", "Params", "Predictor"),
 }
-"""Subpackage -> the public names it defines."""
-_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
+"""Module -> the public names it defines."""
 _SUBPACKAGES = ("algorithms", "cli", "data", "errors", "eval", "kernels", "models", "optim", "presets",
                 "train", "types")
-"""``metalearn.<name>`` attribute access imports these (as the eager imports used to)."""
+"""``metalearn.<name>`` imports these on access (as the eager imports used to make them available)."""
 
-
-def __getattr__(name: str):
-    if name in _SUBPACKAGES:
-        return importlib.import_module(f"metalearn.{name}")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metalearn' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS, globals(), _SUBPACKAGES)
 
 __version__ = "0.1.0"
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = sorted([*_names, "__version__"])

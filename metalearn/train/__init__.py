@@ -8,7 +8,7 @@ Examples:
     (100, 'maml')
 """
 
-import importlib
+from metalearn._lazy import lazy_exports
 
 # Imported on first use (PEP 562): `metalearn train --help` reads metalearn.train.config's
 # dataclasses, which must not pull in the training loop and torch with this package.
@@ -20,20 +20,5 @@ _EXPORTS = {
                              "load_classifier", "load_run", "train"),
 }
 """Module -> the public names it defines."""
-_LAZY = {name: module for module, names in _EXPORTS.items() for name in names}
 
-
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'metalearn.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-__all__ = sorted(_LAZY)
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS, globals())
