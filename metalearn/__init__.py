@@ -13,40 +13,27 @@ Examples:
     ['loss', 'mse']
 """
 
-from metalearn.algorithms import (
-    ANIL,
-    CNP,
-    MAML,
-    Baseline,
-    MAMLConfig,
-    MatchingNet,
-    MetaSGD,
-    ParameterGenerator,
-    ProtoNet,
-    RelationNet,
-    Reptile,
-    TaskMemory,
-    WarmStartAdapter,
-)
-from metalearn.data import (
-    ArrayDataset,
-    EpisodeSampler,
-    FixedEpisodes,
-    ImageFolder,
-    LinearTasks,
-    MiniImageNet,
-    Omniglot,
-    SinusoidTasks,
-)
-from metalearn.eval import EvalResult, evaluate
-from metalearn.models import MLP, Conv4, ResNet12
-from metalearn.types import Algorithm, Episode, EpisodeBatch, Params, Predictor
+from metalearn._lazy import lazy_exports
+
+# The public names are imported on first use (PEP 562), so `import metalearn` (and with it the
+# CLI's `--help` and argument parsing) does not load torch.
+_EXPORTS = {
+    "metalearn.algorithms": ("ANIL", "CNP", "MAML", "Baseline", "MAMLConfig", "MatchingNet", "MetaSGD",
+                             "ParameterGenerator", "ProtoNet", "RelationNet", "Reptile", "TaskMemory",
+                             "WarmStartAdapter"),
+    "metalearn.data": ("ArrayDataset", "EpisodeSampler", "FixedEpisodes", "ImageFolder", "LinearTasks",
+                       "MiniImageNet", "Omniglot", "SinusoidTasks"),
+    "metalearn.eval": ("EvalResult", "evaluate"),
+    "metalearn.models": ("MLP", "Conv4", "ResNet12"),
+    "metalearn.types": ("Algorithm", "Episode", "EpisodeBatch", "Params", "Predictor"),
+}
+"""Module -> the public names it defines."""
+_SUBPACKAGES = ("algorithms", "cli", "data", "errors", "eval", "kernels", "models", "optim", "presets",
+                "train", "types")
+"""``metalearn.<name>`` imports these on access (as the eager imports used to make them available)."""
+
+__getattr__, __dir__, _names = lazy_exports(__name__, _EXPORTS, globals(), _SUBPACKAGES)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "ANIL", "CNP", "MAML", "MLP", "Algorithm", "ArrayDataset", "Baseline", "Conv4", "Episode",
-    "EpisodeBatch", "EpisodeSampler", "EvalResult", "FixedEpisodes", "ImageFolder", "LinearTasks",
-    "MAMLConfig", "MatchingNet", "MetaSGD", "MiniImageNet", "Omniglot", "ParameterGenerator", "Params", "Predictor",
-    "ProtoNet", "RelationNet", "Reptile", "ResNet12", "SinusoidTasks", "TaskMemory", "WarmStartAdapter", "__version__", "evaluate",
-]
+__all__ = sorted([*_names, "__version__"])

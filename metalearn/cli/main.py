@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 
 DEFAULT_RUNS = "runs"
@@ -33,6 +34,19 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         if "default" in text or action.default in (None, argparse.SUPPRESS):
             return text
         return super()._get_help_string(action)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose ``epilog`` may be a function, called only when the help is shown.
+
+    The ``train`` epilog lists every config key, read from :mod:`metalearn.train.config`; building
+    it for every command line would cost each call that module's imports.
+    """
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
 
 
 def _config_keys_help() -> str:
@@ -59,15 +73,15 @@ def _config_keys_help() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="metalearn", formatter_class=_Formatter,
-                                description="Meta-learning on PyTorch: meta-train, evaluate with "
-                                            "confidence intervals, adapt to your own classes.")
+    p = _Parser(prog="metalearn", formatter_class=_Formatter,
+                description="Meta-learning on PyTorch: meta-train, evaluate with "
+                            "confidence intervals, adapt to your own classes.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     t = sub.add_parser("train", formatter_class=_Formatter, help="meta-train a preset",
                        description="Meta-train a preset into a run directory (config.json, "
                                    "metrics.jsonl, checkpoints/, learning_curve.png).",
-                       epilog=_config_keys_help())
+                       epilog=_config_keys_help)
     t.add_argument("--preset", help="preset name (`metalearn list presets`); no default, optional "
                    "with --resume")
     t.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -133,6 +147,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+DEMO_MINUTES = {"demo": 6.5, "demo-omniglot": 6.5}
+"""Measured wall-clock minutes of ``make demo`` per demo preset, training plus the 600-episode
+evaluation, on a 2-core machine shared with other jobs (load average 5-7), once each: demo 392 s
+(train 386 s, eval 5 s), demo-omniglot 392 s (train 354 s, eval 38 s). ``train`` prints them
+when it starts; the Makefile and README quote them."""
+
+
 def _print(*a) -> None:
     if os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone speaks (errors: every rank)
         print(*a, flush=True)
@@ -188,6 +209,9 @@ def _cmd_train(args) -> int:
     if not args.quiet:
         _print(f"training {cfg.name}: {cfg.algorithm.name} on {cfg.data.dataset}, "
                f"{cfg.train.steps} steps -> {out}")
+        if args.preset in DEMO_MINUTES and not args.overrides:  # the measured budget, unchanged
+            _print(f"demo: training and evaluation take about {DEMO_MINUTES[args.preset]:g} min on "
+                   "2 CPU cores (measured on a shared 2-core machine)")
     # under torchrun rank 0 alone deletes, before train() joins the process group: no rank passes
     # that rendezvous (and checks for an existing run) before the deletion is done
     # (only a run directory's own files: a folder of anything else is refused by train())
@@ -244,7 +268,7 @@ def _cmd_eval(args) -> int:
     path = Path(args.run_dir) / f"eval_{args.split}{suffix}.json"
     path.write_text(json.dumps(record, indent=1))
     _print(f"{cfg.name} {args.split}: {result}")
-    for k, (m, c) in result.extra.items():
+    for k, (m, c) in result.reported_extra().items():  # macro recall/F1: imbalanced query sets only
         _print(f"  {k}: {m:.4f} ± {c:.4f}")
     if not args.quiet:
         _print(f"written {path} ({result.seconds:.1f} s)")
@@ -388,17 +412,41 @@ def main(argv: list[str] | None = None) -> int:
         argv: Arguments without the program name; ``None`` reads ``sys.argv`` and, on glibc
             Linux, first re-executes the process once with a tuned allocator
             (:func:`metalearn._runtime.reexec_with_tuned_allocator`; ``METALEARN_NO_TUNE=1``
-            skips it). Calls from Python with an explicit ``argv`` never re-execute.
-    """
-    from metalearn.train.checkpoint import CheckpointError
-    from metalearn.train.config import ConfigError
+            skips it) for the commands that compute (:data:`_TUNED_COMMANDS`). Calls from
+            Python with an explicit ``argv`` never re-execute.
 
-    if argv is None:  # the real command line (not a call from Python): tune glibc malloc once
+    Python warnings raised while a command runs are shown as one ``metalearn: warning: ...``
+    line each on stderr (:func:`_show_warning`); the library itself leaves ``warnings`` alone.
+    """
+    # Parsed before anything heavy is imported: --help, a usage error and `list` answer without
+    # the tuned re-execution (a second interpreter start) and, but for `list`, without torch.
+    args = _parser().parse_args(argv)
+    if argv is None and args.command in _TUNED_COMMANDS:  # the real command line: tune malloc once
         from metalearn._runtime import reexec_with_tuned_allocator
 
         reexec_with_tuned_allocator()
-    parser = _parser()
-    args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # restores warnings.showwarning for callers from Python
+        warnings.showwarning = _show_warning
+        return _run(args, argv)
+
+
+_TUNED_COMMANDS = ("train", "eval", "adapt", "prepare-data")
+"""Commands worth a re-execution with the tuned allocator (:mod:`metalearn._runtime`)."""
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` of the command: one line, without the source location and line.
+
+    A Python warning is meant for the programmer (``main.py:340: UserWarning`` and the source
+    line); a command-line user needs only its text.
+    """
+    text = " ".join(str(message).split())
+    kind = "" if category is UserWarning else f" ({category.__name__})"
+    print(f"metalearn: warning: {text}{kind}", file=sys.stderr if file is None else file, flush=True)
+
+
+def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Run the parsed command; bad input becomes a one-paragraph message and exit status 2."""
     import importlib.util
 
     # core dependencies a broken install may lack (matplotlib is optional: without it a run
@@ -411,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {"train": _cmd_train, "eval": _cmd_eval, "adapt": _cmd_adapt, "list": _cmd_list,
                 "prepare-data": _cmd_prepare}
     from metalearn.eval.fewshot import AdaptInputError
+    from metalearn.train.checkpoint import CheckpointError
+    from metalearn.train.config import ConfigError
     from metalearn.train.loop import NonFiniteLossError
 
     try:

@@ -7,6 +7,7 @@ number comes with its confidence interval, ``1.96 * std / sqrt(n)`` over episode
 
 from __future__ import annotations
 
+import math
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -65,6 +66,36 @@ class EvalResult:
         else:
             text = f"{self.metric} {self.mean:.4f} ± {self.ci95:.4f}"
         return f"{text} (95% CI, {self.n} episodes)"
+
+    def __repr__(self) -> str:  # short: the dataclass repr would print every per-episode score
+        """E.g. ``EvalResult(accuracy=98.58 ± 0.17%, n=1000)`` (``per_episode`` holds the scores)."""
+        if self.metric == "accuracy":
+            value = f"{100 * self.mean:.2f} ± {100 * self.ci95:.2f}%"
+        else:
+            value = f"{self.mean:.4f} ± {self.ci95:.4f}"
+        return f"EvalResult({self.metric}={value}, n={self.n})"
+
+    def reported_extra(self) -> dict[str, tuple[float, float]]:
+        """The :attr:`extra` metrics worth printing beside the main one.
+
+        On a balanced query set (the same number of queries per class, as in every standard
+        N-way K-shot protocol) the macro recall is exactly the accuracy, and the macro F1 differs
+        from it only through the precision of the same predictions: both are left out of printed
+        summaries then (they stay in :attr:`extra` and :meth:`to_dict`). They are shown when the
+        macro recall differs from the accuracy, i.e. some query set was imbalanced.
+
+        Examples:
+            >>> r = EvalResult("accuracy", 0.9, 0.01, 2, [0.9, 0.9], {"macro_recall": (0.9, 0.01), "macro_f1": (0.89, 0.01)})
+            >>> r.reported_extra()
+            {}
+            >>> r = EvalResult("accuracy", 0.9, 0.01, 2, [0.9, 0.9], {"macro_recall": (0.8, 0.01), "macro_f1": (0.79, 0.01)})
+            >>> sorted(r.reported_extra())
+            ['macro_f1', 'macro_recall']
+        """
+        recall = self.extra.get("macro_recall")
+        if recall is not None and math.isclose(recall[0], self.mean, rel_tol=1e-9, abs_tol=1e-12):
+            return {k: v for k, v in self.extra.items() if k not in ("macro_recall", "macro_f1")}
+        return dict(self.extra)
 
 
 def _device_of(algorithm: nn.Module) -> torch.device:

@@ -28,10 +28,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from metalearn.algorithms import ALGORITHMS
-from metalearn.data.registry import DATASETS
 from metalearn.errors import ConfigError
-from metalearn.models import BACKBONES
+
+# The name tables (ALGORITHMS, BACKBONES, DATASETS) are imported where they are used: they
+# import torch, which `metalearn train --help` (these dataclasses' docs) does not need.
 
 
 @dataclass
@@ -105,6 +105,8 @@ class ModelConfig:
             ConfigError: unknown backbone or option (with the closest names), or a value of the
                 wrong type.
         """
+        from metalearn.models import BACKBONES
+
         return _resolve("model", self.backbone, self.options, BACKBONES, "backbone", skip=0)
 
 
@@ -125,6 +127,8 @@ class AlgorithmConfig:
             ConfigError: unknown algorithm or option (with the closest names), or a value of
                 the wrong type.
         """
+        from metalearn.algorithms import ALGORITHMS
+
         return _resolve("algorithm", self.name, self.options, ALGORITHMS, "algorithm", skip=1)
 
 
@@ -429,6 +433,9 @@ def _resolve(section: str, name: str, options: dict, table: dict, what: str, ski
 
 
 def _section_options(cfg: RunConfig, section: str) -> type:
+    from metalearn.algorithms import ALGORITHMS
+    from metalearn.models import BACKBONES
+
     if section == "model":
         return _component(cfg.model.backbone, BACKBONES, "backbone", 0)
     return _component(cfg.algorithm.name, ALGORITHMS, "algorithm", 1)
@@ -536,6 +543,8 @@ def validate(cfg: RunConfig) -> None:
     """
     for section in (cfg.model, cfg.algorithm):
         section.options = _plain(dataclasses.asdict(section.resolve()))
+    from metalearn.data.registry import DATASETS
+
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}.{suggest(cfg.data.dataset, DATASETS)} "
                           f"Known: {', '.join(DATASETS)}.")

@@ -77,6 +77,11 @@ class TrainResult:
     last_metrics: dict
     seconds: float
 
+    def __repr__(self) -> str:  # short: the dataclass repr would print every validation episode
+        best = "None" if self.best is None else f"{self.best!r} at step {self.best_step}"
+        return (f"TrainResult(steps={self.steps}, best={best}, seconds={self.seconds:.1f}, "
+                f"run_dir={str(self.run_dir)!r})")
+
 
 @dataclass
 class TrainState:
@@ -107,10 +112,18 @@ class TrainState:
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``."""
+    """``auto`` -> CUDA when available, else CPU; otherwise ``torch.device(name)``.
+
+    Raises:
+        ConfigError: ``name`` is no device string (e.g. ``gpu9``), or names CUDA without it.
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:  # torch's message lists every backend it knows; ours, the useful forms
+        raise ConfigError(f"unknown device {name!r}: use auto (CUDA when available), cpu, cuda, "
+                          "cuda:N (N = GPU index) or mps") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device={name} but CUDA is not available; use train.device=cpu or auto")
     return device
