@@ -4,16 +4,17 @@ from metalearn.data.array import ArrayDataset
 from metalearn.data.base import ClassDataset
 from metalearn.data.cache import cache_dir, data_root
 from metalearn.data.download import ChecksumError, UnsafeArchiveError
-from metalearn.data.folders import ImageFolder, MiniImageNet
+from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
 from metalearn.data.images import CorruptImageError
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks, TaskFamily
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
-from metalearn.data.transforms import Normalize, StandardizeBySupport
+from metalearn.data.torch_dataset import TorchDataset
+from metalearn.data.transforms import Augment, Normalize, StandardizeBySupport
 
 __all__ = [
-    "ArrayDataset", "ChecksumError", "ClassDataset", "CorruptImageError", "EpisodeSampler",
+    "ArrayDataset", "Augment", "ChecksumError", "ClassDataset", "CorruptImageError", "EpisodeSampler",
     "FixedEpisodes", "ImageFolder", "LinearTasks", "MiniImageNet", "Normalize", "Omniglot",
-    "SinusoidTasks", "StandardizeBySupport", "TaskFamily", "UnsafeArchiveError", "cache_dir",
-    "data_root",
+    "SinusoidTasks", "StandardizeBySupport", "TaskFamily", "TorchDataset", "UnsafeArchiveError",
+    "cache_dir", "data_root", "split_classes",
 ]

@@ -25,6 +25,16 @@ def as_tensor(array: np.ndarray | Tensor) -> Tensor:
         return torch.from_numpy(np.asarray(array))
 
 
+def as_float_images(x: Tensor) -> Tensor:
+    """What :meth:`ClassDataset.gather` returns for raw examples ``x``: uint8 scaled to float32 in
+    ``[0, 1]``, other floating dtypes as float32, integer and bool dtypes unchanged."""
+    if x.dtype == torch.uint8:
+        return x.to(torch.float32).mul_(1.0 / 255.0)
+    if torch.is_floating_point(x) and x.dtype != torch.float32:
+        return x.to(torch.float32)
+    return x
+
+
 class ClassDataset:
     """Examples grouped into named classes.
 
@@ -87,11 +97,7 @@ class ClassDataset:
         """
         rows = index.reshape(-1) if self._item_index is None else self._item_index[index.reshape(-1)]
         out = torch.index_select(self._data, 0, rows)  # several times faster than data[rows]
-        if out.dtype == torch.uint8:
-            out = out.to(torch.float32).mul_(1.0 / 255.0)
-        elif torch.is_floating_point(out) and out.dtype != torch.float32:
-            out = out.to(torch.float32)
-        return out.reshape(*index.shape, *self.item_shape)
+        return as_float_images(out).reshape(*index.shape, *self.item_shape)
 
     def __getitem__(self, i: int) -> tuple[Tensor, int]:
         return self.gather(torch.tensor([i]))[0], int(self.labels[i])
@@ -116,9 +122,18 @@ class ClassDataset:
         new_label = np.full(self.num_classes, -1, dtype=np.int64)
         new_label[chosen] = np.arange(len(chosen))
         keep = np.nonzero(new_label[self.labels] >= 0)[0]
+        return self._view(keep, new_label[self.labels[keep]], [self.class_names[c] for c in chosen])
+
+    def _view(self, keep: np.ndarray, labels: np.ndarray, class_names: list[str]) -> ClassDataset:
+        """The examples ``keep`` (indices into this dataset) under new labels and class names,
+        sharing this dataset's data (subclasses that fetch lazily return their own kind)."""
         rows = keep if self._item_index is None else self._item_index.numpy()[keep]
-        return ClassDataset(self._data, new_label[self.labels[keep]],
-                            [self.class_names[c] for c in chosen], item_index=rows)
+        return ClassDataset(self._data, labels, class_names, item_index=rows)
+
+    def _raw_items(self) -> Tensor:
+        """Every example in its stored dtype, shape ``(N, *item_shape)`` (materialised)."""
+        rows = torch.arange(self._data.shape[0]) if self._item_index is None else self._item_index
+        return self._data[rows]
 
     def with_rotations(self, degrees: Sequence[int] = (0, 90, 180, 270)) -> ClassDataset:
         """Class augmentation by rotation: every (class, angle) pair becomes a new class.
@@ -134,8 +149,7 @@ class ClassDataset:
             raise ValueError(f"rotations must be multiples of 90 degrees, got {list(degrees)}")
         if len(self.item_shape) < 2 or self.item_shape[-1] != self.item_shape[-2]:
             raise ValueError(f"rotation needs square images, got item shape {self.item_shape}")
-        rows = torch.arange(self._data.shape[0]) if self._item_index is None else self._item_index
-        base = self._data[rows]
+        base = self._raw_items()
         data = torch.cat([torch.rot90(base, d // 90, dims=(-2, -1)) for d in degrees])
         n, r = len(self), len(degrees)
         labels = (self.labels[None, :] * r + np.arange(r)[:, None]).reshape(-1)

@@ -71,6 +71,18 @@ class ImageFolder(ClassDataset):
         CorruptImageError: an image cannot be decoded and ``skip_corrupt`` is False.
     """
 
+    @staticmethod
+    def class_folders(root: Path) -> list[str]:
+        """The class names of ``root``: its sub-folders, sorted, hidden ones left out.
+
+        Raises:
+            FileNotFoundError: ``root`` has no sub-folders.
+        """
+        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if not classes:
+            raise FileNotFoundError(f"{root} has no class folders: expected {root}/<class>/<image files>")
+        return classes
+
     def __init__(self, root: str | os.PathLike, image_size: int | Sequence[int] = 84,
                  channels: int = 3, skip_corrupt: bool = False,
                  cache: str | os.PathLike | None = None):
@@ -79,9 +91,7 @@ class ImageFolder(ClassDataset):
         root = Path(root).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f"image folder {root} does not exist or is not a folder")
-        classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-        if not classes:
-            raise FileNotFoundError(f"{root} has no class folders: expected {root}/<class>/<image files>")
+        classes = self.class_folders(root)
         files, labels, self.ignored = [], [], 0
         for c in classes:
             entries = sorted(p for p in (root / c).iterdir() if p.is_file())
@@ -145,3 +155,41 @@ class MiniImageNet(ClassDataset):
             skip_corrupt, cache)
         super().__init__(array, int_labels, classes)
         self.split = split
+
+
+def split_classes(class_names: Sequence[str], fractions: Sequence[float], seed: int = 0
+                  ) -> dict[str, list[str]]:
+    """A seeded split of classes into ``train`` / ``val`` / ``test`` by the given fractions.
+
+    Each class is placed by a hash of ``(seed, name)``, so the split does not depend on the
+    machine, the listing order or any random number generator state; ``val`` and ``test`` get
+    ``round(fraction * n)`` classes (at least one each) and ``train`` the rest.
+
+    Args:
+        class_names: The classes (e.g. the sub-folders of a flat ``ROOT/<class>/`` folder).
+        fractions: ``[train, val, test]``, positive, summing to 1.
+        seed: Another seed gives another split.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, each sorted.
+
+    Raises:
+        ValueError: malformed fractions, or too few classes for three non-empty splits.
+
+    Examples:
+        >>> s = split_classes([f"c{i}" for i in range(20)], [0.7, 0.15, 0.15], seed=0)
+        >>> [len(s[k]) for k in ("train", "val", "test")]
+        [14, 3, 3]
+    """
+    if len(fractions) != 3 or any(not f > 0 for f in fractions) or abs(sum(fractions) - 1) > 1e-6:
+        raise ValueError(f"split fractions must be three positive numbers [train, val, test] summing "
+                         f"to 1, got {list(fractions)}")
+    n = len(class_names)
+    n_val, n_test = (max(1, round(f * n)) for f in fractions[1:])
+    if n - n_val - n_test < 1:
+        raise ValueError(f"{n} classes are too few to split into train, val and test classes: "
+                         "add classes (20 or more give usable few-shot tasks)")
+    order = sorted(class_names, key=lambda c: hashlib.sha256(f"{seed}\0{c}".encode()).digest())
+    n_train = n - n_val - n_test
+    return {"train": sorted(order[:n_train]), "val": sorted(order[n_train:n_train + n_val]),
+            "test": sorted(order[n_train + n_val:])}

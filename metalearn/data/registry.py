@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from metalearn.data.folders import ImageFolder, MiniImageNet
+from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
+from metalearn.data.images import IMAGE_EXTENSIONS
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks
 
@@ -38,18 +39,82 @@ class DatasetEntry:
 
 
 def _omniglot(cfg, split: str):
-    return Omniglot(split, root=cfg.root, image_size=cfg.image_size)
+    lake = not split.startswith("vinyals")  # the Vinyals splits list their rotations already
+    return Omniglot(split, root=cfg.root, image_size=cfg.image_size, rotations=cfg.rotations and lake)
 
 
 def _mini_imagenet(cfg, split: str):
     return MiniImageNet(cfg.root, split=split, image_size=cfg.image_size)
 
 
-def _folder(cfg, split: str):
+FOLDER_LAYOUTS = ("ROOT/<class>/<image> (one folder per class: the classes are split into "
+                  "train/val/test by data.split_fractions, seeded by data.split_seed) or "
+                  "ROOT/<split>/<class>/<image> (split folders named by data.train_split, "
+                  "data.val_split and data.test_split)")
+"""What ``data.dataset=folder`` reads, for its error messages."""
+
+
+def _subfolders(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir())
+
+
+def folder_split(cfg) -> dict | None:
+    """The seeded class split of a flat ``folder`` dataset (``ROOT/<class>/<image>``), as written
+    to ``RUN_DIR/splits.json``; ``None`` when ``cfg`` is not one (other datasets, split folders).
+
+    Raises:
+        ValueError / FileNotFoundError: no ``data.root``, or a folder of neither layout (the
+            message says what the folder dataset reads).
+    """
+    if cfg.dataset != "folder":
+        return None
+    root = _folder_root(cfg)
+    names = (cfg.train_split, cfg.val_split, cfg.test_split)
+    subfolders = _subfolders(root)
+    if any(n in subfolders for n in names):
+        return None
+    if not subfolders or not any(_holds_images(root / d) for d in subfolders):
+        shown = ", ".join(subfolders[:6]) + (", ..." if len(subfolders) > 6 else "")
+        fix = (f" If those are your split folders, name them: data.train_split=... data.val_split=... "
+               f"data.test_split=... (now {names[0]!r}, {names[1]!r}, {names[2]!r})") if subfolders else ""
+        raise FileNotFoundError(f"data.dataset=folder reads {FOLDER_LAYOUTS}; {root} has "
+                                + (f"sub-folders {shown} without images in them." if subfolders
+                                   else "no sub-folders.") + fix)
+    classes = ImageFolder.class_folders(root)
+    return {"root": str(root), "split_fractions": list(cfg.split_fractions),
+            "split_seed": cfg.split_seed,
+            **split_classes(classes, cfg.split_fractions, cfg.split_seed)}
+
+
+def _folder_root(cfg) -> Path:
     if cfg.root is None:
-        raise ValueError("data.dataset=folder needs data.root (or --data-root): the folder holding "
-                         f"{cfg.train_split}/, {cfg.val_split}/ and {cfg.test_split}/ class folders")
-    return ImageFolder(Path(cfg.root) / split, image_size=cfg.image_size, channels=cfg.channels)
+        raise ValueError(f"data.dataset=folder needs data.root (or --data-root): a folder of {FOLDER_LAYOUTS}")
+    root = Path(cfg.root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"data.root {root} does not exist or is not a folder; data.dataset=folder "
+                                f"reads {FOLDER_LAYOUTS}")
+    return root
+
+
+def _folder(cfg, split: str):
+    root = _folder_root(cfg)
+    if (root / split).is_dir():
+        return ImageFolder(root / split, image_size=cfg.image_size, channels=cfg.channels)
+    names = {cfg.train_split: "train", cfg.val_split: "val", cfg.test_split: "test"}
+    flat = folder_split(cfg)
+    if flat is None:  # split folders, but not this one
+        raise FileNotFoundError(
+            f"{root} has no split folder {split!r}; its sub-folders: {', '.join(_subfolders(root))}. "
+            f"data.dataset=folder reads {FOLDER_LAYOUTS}: set data.train_split, data.val_split and "
+            "data.test_split to your split folders' names")
+    role = names.get(split, split)
+    if role not in flat:
+        raise ValueError(f"split {split!r} of the flat folder {root}: choose train, val or test")
+    return ImageFolder(root, image_size=cfg.image_size, channels=cfg.channels).subset_classes(flat[role])
 
 
 def _sinusoid(cfg, split: str):
@@ -65,11 +130,57 @@ DATASETS: dict[str, DatasetEntry] = {
                              "(with rotations), background, evaluation", _omniglot, True, 1, True),
     "mini-imagenet": DatasetEntry("mini-ImageNet, 84x84 RGB, Ravi & Larochelle splits "
                                   "train/val/test", _mini_imagenet, True, 3),
-    "folder": DatasetEntry("your images: ROOT/<split>/<class>/<image>, the split sub-folders named "
-                           "by data.train_split/val_split/test_split; data.channels 1 or 3",
+    "folder": DatasetEntry("your images: ROOT/<class>/<image> (classes split by data.split_fractions "
+                           "and data.split_seed) or ROOT/<split>/<class>/<image> (split folders named "
+                           "by data.train_split/val_split/test_split); data.channels 1 or 3",
                            _folder, True, None),
     "sinusoid": DatasetEntry("regression y = A sin(x - phase), A in [0.1, 5], phase in [0, pi], "
                              "x in [-5, 5] (MAML); built in, no download", _sinusoid, False),
     "linear": DatasetEntry("regression y = a x + b, a and b in [-3, 3]; built in", _linear, False),
 }
-"""Name table for the CLI: dataset name -> :class:`DatasetEntry`."""
+"""Name table for the CLI: dataset name -> :class:`DatasetEntry` (add yours with
+:func:`register_dataset`)."""
+
+
+def register_dataset(name: str, build: Callable, *, description: str = "", images: bool = True,
+                     channels: int | None = None, invert: bool = False, replace: bool = False) -> None:
+    """Add a dataset name to :data:`DATASETS`, so that ``data.dataset=NAME`` trains on it.
+
+    Call it from Python before ``metalearn.train.train(cfg)``, ``load_run`` or
+    ``metalearn.cli.main.main([...])`` of a run that names it (a run directory records the name,
+    not the data, so register it again in the process that loads the run).
+
+    Args:
+        name: The name for ``data.dataset``.
+        build: ``build(data_config, split) -> dataset``: ``data_config`` is the run's
+            :class:`~metalearn.train.config.DataConfig` and ``split`` the name in its
+            ``train_split``, ``val_split`` or ``test_split``. It returns a :class:`ClassDataset`,
+            a :class:`~metalearn.data.regression.TaskFamily`, or any map-style
+            ``torch.utils.data.Dataset`` of ``(x, label)`` items, which is wrapped in a lazy
+            :class:`~metalearn.data.torch_dataset.TorchDataset`. Each split is built once per
+            process.
+        description: One line for ``metalearn list``.
+        images: The items are images (``(C, H, W)``); False for regression task families.
+        channels: Image channels; ``None``: ``data.channels`` of the config.
+        invert: Images were inverted after decoding (what ``metalearn adapt`` does to its files).
+        replace: Replace an entry of that name (otherwise an error, so that a typo cannot
+            shadow a built-in dataset).
+
+    Raises:
+        ValueError: the name is taken (and ``replace`` is False) or not a plain name.
+
+    Examples:
+        >>> register_dataset("tiny", lambda cfg, split: None, description="a test entry")
+        >>> DATASETS["tiny"].description
+        'a test entry'
+        >>> del DATASETS["tiny"]
+    """
+    if not isinstance(name, str) or not name or any(c.isspace() or c in "=,[]" for c in name):
+        raise ValueError(f"a dataset name is a word such as 'my-images', got {name!r}")
+    if name in DATASETS and not replace:
+        raise ValueError(f"dataset {name!r} is already registered ({DATASETS[name].description}); "
+                         "pass replace=True to replace it")
+    if not callable(build):
+        raise TypeError(f"build must be a function build(data_config, split), got {type(build).__name__}")
+    DATASETS[name] = DatasetEntry(description or f"registered: {getattr(build, '__name__', name)}",
+                                  build, images, channels, invert)

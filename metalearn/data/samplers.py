@@ -112,6 +112,10 @@ class EpisodeSampler:
         rank: Stream id, e.g. the distributed rank.
         transform: Optional per-episode preprocessing applied to every sampled batch
             (see :mod:`metalearn.data.transforms`).
+        augment: Optional random augmentation ``augment(batch, generator) -> batch`` (e.g.
+            :class:`~metalearn.data.transforms.Augment`) applied before ``transform``, with
+            this sampler's generator: reproducible, and resumed by :meth:`load_state_dict`.
+            For meta-training only: :class:`FixedEpisodes` never augments.
 
     Episodes are laid out class by class: ``support_y = [0]*k_shot + [1]*k_shot + ...`` and the
     query likewise with ``n_query`` per class; ``class_ids`` holds the dataset class of each label.
@@ -129,13 +133,17 @@ class EpisodeSampler:
     """
 
     def __init__(self, source: ClassDataset | TaskFamily, n_way: int | None, k_shot: int,
-                 n_query: int, seed: int = 0, rank: int = 0, transform: Transform | None = None):
+                 n_query: int, seed: int = 0, rank: int = 0, transform: Transform | None = None,
+                 augment: Callable[[EpisodeBatch, torch.Generator], EpisodeBatch] | None = None):
         self.regression = isinstance(source, TaskFamily)
         if not self.regression and not isinstance(source, ClassDataset):
-            raise TypeError(f"source must be a ClassDataset or a TaskFamily, got {type(source).__name__}")
+            raise TypeError(f"source must be a ClassDataset or a TaskFamily, got {type(source).__name__}"
+                            " (wrap a torch Dataset in metalearn.data.TorchDataset)")
+        if self.regression and augment is not None:
+            raise ValueError("augmentation applies to image episodes, not to regression task families")
         _check_counts(n_way, k_shot, n_query, self.regression)
         self.source, self.n_way, self.k_shot, self.n_query = source, n_way, k_shot, n_query
-        self.seed, self.rank, self.transform = seed, rank, transform
+        self.seed, self.rank, self.transform, self.augment = seed, rank, transform, augment
         self.generator = make_generator(seed, rank) if rank else make_generator(seed)
         self.n_sampled = 0
         if not self.regression:
@@ -184,6 +192,8 @@ class EpisodeSampler:
             query_y=self._query_y.expand(t, -1).clone(),
             class_ids=classes,
         )
+        if self.augment is not None:
+            batch = self.augment(batch, self.generator)
         return self.transform(batch) if self.transform else batch
 
     def sample_batch(self, n_tasks: int) -> EpisodeBatch:

@@ -7,6 +7,8 @@ Deviations from the papers, kept in each config's ``notes``:
 
 * MAML's Omniglot network uses stride-2 convolutions instead of max-pooling, its own random
   1200/423 split, and random rotations per task; here: max-pool Conv4 and the Vinyals split.
+* Augmentation: none beyond the rotation classes, as in the papers (``data.augment`` is empty in
+  every recipe here; MAML's random rotations per task are the deviation above).
 * Evaluation is on fixed test episodes with 15 queries per class (the papers' MAML code uses
   K queries); more queries only tighten each episode's accuracy, not its expectation.
 """

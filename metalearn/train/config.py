@@ -72,6 +72,23 @@ class DataConfig:
     """Seed of the fixed validation episodes."""
     test_seed: int = 2
     """Seed of the fixed test episodes: the same for every method."""
+    rotations: bool = False
+    """Omniglot's Lake splits (``background``, ``evaluation``, ``all``): add each character's
+    90/180/270 degree rotations as new classes (the ``vinyals-*`` splits hold them already)."""
+    split_fractions: list[float] = field(default_factory=lambda: [0.7, 0.15, 0.15])
+    """``folder`` dataset of one flat ``ROOT/<class>/`` folder: fractions ``[train, val, test]``
+    of its classes in each split (written to ``RUN_DIR/splits.json``)."""
+    split_seed: int = 0
+    """Seed of that class split of a flat ``folder`` dataset."""
+    augment: list[Literal["crop", "flip", "rotate"]] = field(default_factory=list)
+    """Random augmentation of meta-training images, in this order, each image its own draw from
+    the sampler's generator: ``crop`` (shift by up to ``augment_padding`` pixels, zero-padded),
+    ``flip`` (left-right, p=1/2), ``rotate`` (up to +-``augment_degrees``). Never applied to the
+    fixed validation and test episodes."""
+    augment_padding: int = 4
+    """Zero padding in pixels of the ``crop`` augmentation."""
+    augment_degrees: float = 10.0
+    """Largest angle of the ``rotate`` augmentation."""
 
     def eval_shape(self) -> tuple[int | None, int, int]:
         """``(n_way, k_shot, n_query)`` of validation and test episodes."""
@@ -566,6 +583,24 @@ def validate(cfg: RunConfig) -> None:
     for key in ("k_shot", "n_query", "val_episodes", "test_episodes"):
         if getattr(d, key) < 1:
             raise ConfigError(f"data.{key} must be at least 1, got {getattr(d, key)}")
+    f = d.split_fractions
+    if len(f) != 3 or any(not x > 0 for x in f) or abs(sum(f) - 1) > 1e-6:
+        raise ConfigError(f"data.split_fractions must be three positive fractions [train, val, test] "
+                          f"summing to 1, e.g. [0.7, 0.15, 0.15], got {f}")
+    if d.rotations and (d.dataset != "omniglot" or d.train_split.startswith("vinyals")):
+        raise ConfigError("data.rotations adds rotation classes to Omniglot's Lake splits: set "
+                          "data.dataset=omniglot data.train_split=background (the vinyals-* splits "
+                          f"hold 4 rotations already); now dataset={d.dataset!r}, train_split={d.train_split!r}")
+    if d.augment:
+        if not DATASETS[d.dataset].images:
+            raise ConfigError(f"data.augment applies to image datasets; {d.dataset!r} is a regression "
+                              "task family: set data.augment=[]")
+        if len(set(d.augment)) != len(d.augment):
+            raise ConfigError(f"data.augment lists each operation at most once, got {d.augment}")
+    if d.augment_padding < 0:
+        raise ConfigError(f"data.augment_padding must be 0 or more pixels, got {d.augment_padding}")
+    if not 0 <= d.augment_degrees <= 180:
+        raise ConfigError(f"data.augment_degrees must be in [0, 180], got {d.augment_degrees}")
 
 
 def _plain(d: dict) -> dict:

@@ -47,7 +47,7 @@ from metalearn.train.config import (
     resume_changes,
     validate,
 )
-from metalearn.train.data import fixed_episodes, train_sampler
+from metalearn.train.data import fixed_episodes, train_sampler, write_splits
 from metalearn.train.distributed import Ranks, check_meta_batch, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
@@ -255,6 +255,8 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
     algo = build_algorithm(cfg, pretrained=saved is None).to(device)
     sampler = train_sampler(cfg.data, t.seed, rank=ranks.rank)
     val_episodes = fixed_episodes(cfg.data, "val")
+    if main:
+        write_splits(cfg.data, run_dir)
     params = [p for p in algo.parameters() if p.requires_grad]
     opt = meta_optimizer(params, t.optimizer, t.lr, t.weight_decay)
     state = TrainState()
