@@ -249,7 +249,9 @@ OLD_FORMAT_CONFIG = {
 def test_a_run_directory_of_the_old_config_format_resumes_and_evaluates(tmp_path, capsys):
     from metalearn.cli import main
 
-    assert OLD_FORMAT_CONFIG == tiny_config().to_dict()  # the literal is today's tiny run
+    today = tiny_config().to_dict()
+    del today["train"]["loggers"]  # added since: an old config.json lacks it
+    assert OLD_FORMAT_CONFIG == today  # the literal is today's tiny run
     train(tiny_config(), tmp_path / "a", quiet=True)
     run = tmp_path / "old"
     train(tiny_config(), run, quiet=True, stop_after=3)

@@ -202,7 +202,8 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
     check_model_fits(algo, _peek_batch(sampler).to(device), cfg)
     saved_step = state.step if saved is not None else None  # of checkpoints/last, kept on NaN
     logger = RunLogger(run_dir, resume_step=state.step if resume else None,
-                       tensorboard=t.tensorboard) if main else None
+                       tensorboard=t.tensorboard, loggers=t.loggers, run_name=cfg.name,
+                       params=cfg.to_dict()) if main else None
     show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
     bar = tqdm(total=t.steps, initial=state.step, desc=cfg.name, unit="step", disable=not show,
                dynamic_ncols=True)
