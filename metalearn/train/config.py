@@ -184,6 +184,10 @@ class TrainConfig:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda`` or ``cuda:N``."""
     tensorboard: bool = True
     """Also log to TensorBoard under ``RUN_DIR/tensorboard`` when it is installed."""
+    loggers: list[Literal["mlflow", "wandb"]] = field(default_factory=list)
+    """Experiment trackers to log to as well, e.g. ``["mlflow"]`` (``pip install
+    'metalearn[mlflow]'``) or ``["wandb"]``; where they log comes from their environment
+    variables (``MLFLOW_TRACKING_URI``, ``WANDB_PROJECT``, ``WANDB_MODE``...)."""
 
 
 @dataclass

@@ -269,7 +269,8 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
     before = float(saved["extra"].get("time_s", 0.0)) if saved is not None else 0.0
     clock = lambda: before + time.perf_counter() - start_time  # noqa: E731
     logger = RunLogger(run_dir, resume_step=state.step if resume else None,
-                       tensorboard=t.tensorboard, clock=clock) if main else None
+                       tensorboard=t.tensorboard, loggers=t.loggers, run_name=cfg.name,
+                       params=cfg.to_dict(), clock=clock) if main else None
     show = main and ((sys.stderr.isatty() and not quiet) if progress is None else progress)
     bar = tqdm(total=t.steps, initial=state.step, desc=cfg.name, unit="step", disable=not show,
                dynamic_ncols=True)

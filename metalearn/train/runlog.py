@@ -1,24 +1,232 @@
-"""Run logging: metrics as JSON lines (always), TensorBoard (when installed), the learning curve;
-and which files of a run directory are the run's own (:func:`run_files`)."""
+"""Run logging: metrics as JSON lines (always), TensorBoard (when installed), MLflow and
+Weights & Biases (``train.loggers``), the learning curve; and which files of a run directory
+are the run's own (:func:`run_files`)."""
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
+
+from metalearn.errors import ConfigError
+
+LOGGERS = ("mlflow", "wandb")
+"""The names ``train.loggers`` takes; each needs its extra (``pip install 'metalearn[NAME]'``)."""
+
+
+class MetricsBackend(Protocol):
+    """Where :class:`RunLogger` sends each event besides ``metrics.jsonl``.
+
+    ``log`` gets the completed step, the split (``"train"`` or ``"val"``) and the event's
+    values (floats, and strings such as the validation ``metric`` name, which backends skip).
+    """
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _scalars(split: str, metrics: dict) -> dict[str, float]:
+    """``split/name -> value`` for the finite numbers of ``metrics`` (what a scalar plot can show)."""
+    return {f"{split}/{k}": float(v) for k, v in metrics.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def _flat(d: dict, prefix: str = "") -> dict[str, object]:
+    """``{"train": {"steps": 60}}`` -> ``{"train.steps": 60}``: the config as the dotted keys
+    of ``--set``, for the trackers' flat parameter tables."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _require(module: str, name: str):
+    """Import an optional tracker, or say which pip command installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"train.loggers names {name!r}, but {module} is not installed: "
+                          f"pip install 'metalearn[{name}]'") from None
+
+
+class _RunIds:
+    """``RUN_DIR/loggers.json``: the tracker run ids, so that ``--resume`` continues the same
+    MLflow / W&B run instead of opening a new one."""
+
+    def __init__(self, run_dir: Path):
+        self.path = run_dir / "loggers.json"
+
+    def get(self, name: str) -> str | None:
+        try:
+            return json.loads(self.path.read_text()).get(name)
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def set(self, name: str, run_id: str) -> None:
+        try:
+            ids = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            ids = {}
+        ids[name] = run_id
+        self.path.write_text(json.dumps(ids, indent=1) + "\n")
+
+
+class TensorBoardLogger:
+    """Scalars ``SPLIT/NAME`` under ``RUN_DIR/tensorboard``.
+
+    Raises:
+        ImportError: the ``tensorboard`` package is not installed.
+    """
+
+    def __init__(self, run_dir: Path, resume_step: int | None = None):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step drops the events written after the checkpoint a resumed run continues from
+        self._writer = SummaryWriter(str(run_dir / "tensorboard"), purge_step=resume_step)
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        for k, v in _scalars(split, metrics).items():
+            self._writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class MLflowLogger:
+    """An MLflow run per run directory: the config as parameters, ``SPLIT/NAME`` metrics.
+
+    Where it logs is MLflow's own choice: ``MLFLOW_TRACKING_URI`` (a server, a database, or
+    ``file:///path/mlruns``; MLflow 3 wants ``MLFLOW_ALLOW_FILE_STORE=true`` for the file store),
+    the experiment ``MLFLOW_EXPERIMENT_NAME``, else the run config's ``name``. The run is named
+    after the run directory; ``--resume`` continues it (metrics logged after the checkpoint the
+    run resumes from stay in MLflow's history, which has no delete).
+
+    Raises:
+        ConfigError: ``mlflow`` (``pip install 'metalearn[mlflow]'``) is not installed.
+    """
+
+    def __init__(self, run_dir: Path, run_name: str, params: dict, resume_step: int | None = None):
+        _require("mlflow", "mlflow")
+        from mlflow.entities import Metric, Param
+        from mlflow.tracking import MlflowClient
+
+        self._metric = Metric
+        self._client = MlflowClient()
+        ids = _RunIds(run_dir)
+        self.run_id = ids.get("mlflow") if resume_step is not None else None
+        if self.run_id is None:
+            experiment = os.environ.get("MLFLOW_EXPERIMENT_NAME") or run_name
+            found = self._client.get_experiment_by_name(experiment)
+            exp_id = found.experiment_id if found else self._client.create_experiment(experiment)
+            run = self._client.create_run(exp_id, run_name=run_dir.name,
+                                          tags={"metalearn.run_dir": str(run_dir.resolve())})
+            self.run_id = run.info.run_id
+            ids.set("mlflow", self.run_id)
+            flat = [Param(k, json.dumps(v)[:6000]) for k, v in _flat(params).items()]
+            for i in range(0, len(flat), 100):  # MLflow takes at most 100 parameters a batch
+                self._client.log_batch(self.run_id, params=flat[i:i + 100])
+        else:
+            self._client.update_run(self.run_id, status="RUNNING")
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        now = int(time.time() * 1000)
+        batch = [self._metric(k, v, now, step) for k, v in _scalars(split, metrics).items()]
+        if batch:
+            self._client.log_batch(self.run_id, metrics=batch)
+
+    def close(self) -> None:
+        self._client.set_terminated(self.run_id)
+
+
+class WandbLogger:
+    """A Weights & Biases run per run directory: the config as ``config``, ``SPLIT/NAME`` metrics.
+
+    W&B reads its own environment: ``WANDB_PROJECT``, ``WANDB_ENTITY``, ``WANDB_MODE``
+    (``offline`` logs to disk only, ``disabled`` not at all) and the credentials; its files go
+    to ``WANDB_DIR``, else ``RUN_DIR/wandb``. ``--resume`` continues the same run (W&B ignores
+    steps at or below those it already has).
+
+    Raises:
+        ConfigError: ``wandb`` (``pip install 'metalearn[wandb]'``) is not installed.
+    """
+
+    def __init__(self, run_dir: Path, run_name: str, params: dict, resume_step: int | None = None):
+        wandb = _require("wandb", "wandb")
+        ids = _RunIds(run_dir)
+        run_id = ids.get("wandb") if resume_step is not None else None
+        self._run = wandb.init(name=run_dir.name, group=run_name, config=params,
+                               dir=os.environ.get("WANDB_DIR") or str(run_dir),
+                               id=run_id, resume="allow" if run_id else None)
+        ids.set("wandb", self._run.id)
+
+    def log(self, step: int, split: str, metrics: dict[str, float]) -> None:
+        scalars = _scalars(split, metrics)
+        if scalars:
+            self._run.log(scalars, step=step)
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+def make_backends(run_dir: str | os.PathLike, *, tensorboard: bool = False,
+                  loggers: Sequence[str] = (), run_name: str = "run", params: dict | None = None,
+                  resume_step: int | None = None) -> list[MetricsBackend]:
+    """The backends a run logs to besides ``metrics.jsonl``.
+
+    Args:
+        run_dir: The run directory.
+        tensorboard: Add :class:`TensorBoardLogger` when ``tensorboard`` is installed (it is with
+            ``pip install 'metalearn[train]'``; without it, silently none).
+        loggers: Names from :data:`LOGGERS`; each must be installed.
+        run_name: The run config's ``name`` (MLflow's experiment, W&B's group).
+        params: The run config as a dict, logged as the tracker run's parameters.
+        resume_step: The step a resumed run continues from; ``None`` for a new run.
+
+    Raises:
+        ConfigError: an unknown name, or a tracker that is not installed (with the pip command).
+    """
+    run_dir = Path(run_dir)
+    if resume_step is None:  # a new run: no tracker run to continue
+        (run_dir / "loggers.json").unlink(missing_ok=True)
+    backends: list[MetricsBackend] = []
+    if tensorboard:
+        try:
+            backends.append(TensorBoardLogger(run_dir, resume_step))
+        except ImportError:  # optional: `pip install 'metalearn[train]'`
+            pass
+    makers = {"mlflow": MLflowLogger, "wandb": WandbLogger}
+    try:
+        for name in loggers:
+            if name not in makers:
+                raise ConfigError(f"unknown logger {name!r} in train.loggers; known: {', '.join(LOGGERS)}")
+            backends.append(makers[name](run_dir, run_name, params or {}, resume_step))
+    except BaseException:
+        for b in backends:  # a later one failed: leave no run open in the earlier ones
+            b.close()
+        raise
+    return backends
 
 #: What a run writes at the top of its directory (``eval_*.json``: ``metalearn eval``), and the
 #: two folders it owns. Nothing else there is ever deleted by ``--overwrite``.
-RUN_FILES = ("config.json", "metrics.jsonl", "learning_curve.png", "eval_*.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "learning_curve.png", "eval_*.json", "splits.json",
+             "loggers.json")
 RUN_FOLDERS = {"checkpoints": ("last.json", "best.json", "last-*.safetensors", "best-*.safetensors",
                                ".last*.tmp", ".best*.tmp"),
                "tensorboard": ("events.out.tfevents.*",)}
 
 
 class RunLogger:
-    """Appends one JSON object per event to ``RUN_DIR/metrics.jsonl``.
+    """Appends one JSON object per event to ``RUN_DIR/metrics.jsonl`` and sends it to the
+    backends (:func:`make_backends`: TensorBoard, MLflow, W&B).
 
     Each line has ``step`` (completed meta-training steps), ``kind`` (``"train"`` or ``"val"``)
     and float metrics. Only rank 0 should create one.
@@ -29,12 +237,21 @@ class RunLogger:
             the run continues from) are dropped, so the file reads as one uninterrupted run.
         tensorboard: Also write TensorBoard scalars under ``RUN_DIR/tensorboard`` if the
             ``tensorboard`` package is installed.
+        loggers: Trackers from :data:`LOGGERS` (``train.loggers``).
+        run_name: The run config's ``name``, for the trackers.
+        params: The run config as a dict, for the trackers.
         clock: Seconds since the run started, written as ``time_s`` in every line (not sent
-            to TensorBoard, whose events carry their own wall time); ``None``: no ``time_s``.
+            to the backends, whose events carry their own wall time); ``None``: no ``time_s``.
+
+    Raises:
+        ConfigError: a logger in ``loggers`` is not installed (before ``metrics.jsonl`` is touched).
     """
 
     def __init__(self, run_dir: str | os.PathLike, resume_step: int | None = None,
-                 tensorboard: bool = False, clock: Callable[[], float] | None = None):
+                 tensorboard: bool = False, loggers: Sequence[str] = (), run_name: str = "run",
+                 params: dict | None = None, clock: Callable[[], float] | None = None):
+        self.backends = make_backends(run_dir, tensorboard=tensorboard, loggers=loggers,
+                                      run_name=run_name, params=params, resume_step=resume_step)
         self.path, self.clock = Path(run_dir) / "metrics.jsonl", clock
         if resume_step is None:
             self.path.write_text("")
@@ -42,14 +259,6 @@ class RunLogger:
             keep = [line for line in read_metrics(self.path) if line["step"] <= resume_step]
             self.path.write_text("".join(json.dumps(x) + "\n" for x in keep))
         self._file = open(self.path, "a")
-        self._tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # optional: `pip install metalearn[tensorboard]`
-                SummaryWriter = None
-            if SummaryWriter is not None:
-                self._tb = SummaryWriter(str(Path(run_dir) / "tensorboard"), purge_step=resume_step)
 
     def log(self, step: int, kind: str, metrics: dict[str, float]) -> None:
         """Write one line and flush it (a crash loses nothing already logged)."""
@@ -59,15 +268,13 @@ class RunLogger:
             line["time_s"] = round(self.clock(), 3)
         self._file.write(json.dumps(line) + "\n")
         self._file.flush()
-        if self._tb is not None:
-            for k, v in clean.items():
-                if isinstance(v, float) and math.isfinite(v):
-                    self._tb.add_scalar(f"{kind}/{k}", v, step)
+        for backend in self.backends:
+            backend.log(step, kind, clean)
 
     def close(self) -> None:
         self._file.close()
-        if self._tb is not None:
-            self._tb.close()
+        for backend in self.backends:
+            backend.close()
 
 
 def read_metrics(path: str | os.PathLike) -> list[dict]:
