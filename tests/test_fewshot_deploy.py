@@ -111,9 +111,14 @@ def proto_run(tmp_path_factory) -> Path:
     cfg = RunConfig(name="proto", data=DataConfig(dataset="omniglot", n_way=3, k_shot=2, n_query=1),
                     model=ModelConfig("conv4", {"hidden": 16, "norm": "transductive"}),
                     algorithm=AlgorithmConfig("protonet", {}), train=TrainConfig(device="cpu"))
+    return save_untrained_run(run, cfg)
+
+
+def save_untrained_run(run: Path, cfg: RunConfig) -> Path:
+    """Write ``run`` as ``metalearn train`` would, with the seed-0 initial weights of ``cfg``."""
     torch.manual_seed(0)
-    algo = build_algorithm(cfg)
-    save_checkpoint(run / "checkpoints", "best", {"model": algo.state_dict()}, step=0, config=cfg.to_dict())
+    save_checkpoint(run / "checkpoints", "best", {"model": build_algorithm(cfg).state_dict()}, step=0,
+                    config=cfg.to_dict())
     (run / "config.json").write_text(json.dumps(cfg.to_dict()))
     return run
 

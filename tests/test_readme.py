@@ -17,22 +17,18 @@ train + eval run through the same CLI with a tiny budget.
 
 from __future__ import annotations
 
-import json
 import re
 import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from test_fewshot_deploy import _digit, save_untrained_run
 
 from metalearn.cli import main
-from metalearn.train.checkpoint import save_checkpoint
 from metalearn.train.config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
-from metalearn.train.loop import build_algorithm
 from metalearn.types import Episode, EpisodeBatch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,12 +62,6 @@ def _task(n_way: int, k_shot: int, n_query: int, seed: int = 0) -> Episode:
                    torch.arange(n_way).repeat_interleave(n_query))
 
 
-def _digit(value: int) -> Image.Image:
-    a = np.full((28, 28), 255, np.uint8)
-    a[4 + value * 3: 10 + value * 3, 6:22] = 0
-    return Image.fromarray(a)
-
-
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
     """A working directory with runs/proto, my_classes/{a,b}/{1,2}.png and my_images/x.png."""
@@ -79,10 +69,7 @@ def workdir(tmp_path, monkeypatch) -> Path:
     cfg = RunConfig(name="proto", data=DataConfig(dataset="omniglot", n_way=5, k_shot=1, n_query=1),
                     model=ModelConfig("conv4", {"hidden": 16}), algorithm=AlgorithmConfig("protonet", {}),
                     train=TrainConfig(device="cpu"))
-    torch.manual_seed(0)
-    save_checkpoint(run / "checkpoints", "best", {"model": build_algorithm(cfg).state_dict()}, step=0,
-                    config=cfg.to_dict())
-    (run / "config.json").write_text(json.dumps(cfg.to_dict()))
+    save_untrained_run(run, cfg)
     for cls, values in (("a", (0, 1)), ("b", (5, 6))):
         (tmp_path / "my_classes" / cls).mkdir(parents=True)
         for i, v in enumerate(values, 1):
