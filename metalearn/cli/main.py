@@ -129,6 +129,10 @@ def _parser() -> argparse.ArgumentParser:
     a.add_argument("--out", default="predictions.csv", help="CSV with one row per query image")
     a.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
     a.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
+    a.add_argument("--transductive", action="store_true",
+                   help="normalise with the statistics of all the query images together, as the "
+                   "benchmarks do (a prediction then depends on the other images); by default each "
+                   "image is classified on its own with the support set")
 
     s = sub.add_parser("list", formatter_class=_Formatter,
                        help="list presets, algorithms, backbones, datasets")
@@ -288,6 +292,7 @@ def _cmd_adapt(args) -> int:
     if blocker is not None and not blocker.is_dir():
         raise ValueError(f"--out {out}: {blocker} is a file, not a folder; choose another --out path")
     clf = load_classifier(args.run_dir, args.checkpoint, args.device)
+    clf.query_independent = not args.transductive
     data = RunConfig.from_dict(json.loads((Path(args.run_dir) / "config.json").read_text())).data
     fmt = image_format(data)
     if fmt is None:
@@ -306,7 +311,9 @@ def _cmd_adapt(args) -> int:
             w.writerow([str(file), pred[i], *([qy[i]] if qy else []), *(f"{p:.6f}" for p in proba[i])])
     counts = {c: sum(label == c for label in sy) for c in clf.classes_}
     _print(f"adapted to {len(clf.classes_)} classes from {len(sy)} support images "
-           f"({', '.join(f'{c}: {n}' for c, n in counts.items())})")
+           f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); "
+           + ("transductive: the query images normalised together" if args.transductive else
+              "each query image classified on its own with the support set"))
     for i, file in enumerate(qfiles[:20]):
         _print(f"  {file.name}: {pred[i]} (p={proba[i].max():.3f})" + (f", true {qy[i]}" if qy else ""))
     if len(qfiles) > 20:

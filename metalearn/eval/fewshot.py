@@ -2,21 +2,35 @@
 
 :class:`FewShotClassifier` wraps any :class:`~metalearn.types.Algorithm` in a small
 scikit-learn-like object: ``fit(support_x, support_y)`` adapts (the meta-parameters are never
-changed), ``predict`` and ``predict_proba`` answer for new inputs. :func:`load_images` reads
-``DIR/<class>/<image>`` (or a flat folder of images) the way the training data was decoded.
+changed), ``predict`` and ``predict_proba`` answer for new inputs: tensors, arrays, image files
+or PIL images. :func:`load_images` reads ``DIR/<class>/<image>`` (or a flat folder of images)
+the way the training data was decoded.
+
+A deployed classifier's answer for an image must not depend on what else is classified with
+it. With batch-statistics normalisation (``norm="transductive"``) it would: the query batch
+supplies the statistics. So by default (``query_independent=True``) each query is classified on
+its own, with the support set as the rest of its normalisation batch (the support plus that
+one query; with ``norm="task"``, the support alone). ``query_independent=False`` is the
+transductive protocol of the papers' benchmarks, which :func:`metalearn.eval.evaluate` keeps.
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 
+from metalearn.algorithms.functional import AdaptedPredictor
 from metalearn.data.images import IMAGE_EXTENSIONS, CorruptImageError, decode_image
+
+ImageFormat = tuple[int, int, bool]
+"""``(image_size, channels, invert)``: how a run's images are decoded (:func:`load_images`)."""
 
 
 class AdaptInputError(ValueError):
@@ -34,20 +48,32 @@ class FewShotClassifier:
             backbones with ``out_features``); ``None`` when any number of classes works
             (metric-based methods).
         device: Where to compute; default the algorithm's device.
+        query_independent: Classify each query on its own, the support set being the rest of
+            its normalisation batch, so that a prediction never depends on the other queries
+            (exactly: the same image gets the same probabilities alone or among others).
+            ``False``: all the queries of one call form the batch (transductive, as in the
+            benchmarks), one forward pass for them all.
+        image_format: ``(image_size, channels, invert)`` to decode image files and PIL images
+            given to :meth:`fit` and :meth:`predict` as the run's data was decoded;
+            :func:`metalearn.train.load_classifier` sets it from the run. ``None``: tensors
+            and arrays only.
 
     Attributes:
         classes_: The sorted distinct support labels after :meth:`fit`.
 
     Examples:
-        >>> algo, cfg, step = load_run("runs/protonet-omniglot-5w1s")  # doctest: +SKIP
-        >>> clf = FewShotClassifier(algo)  # doctest: +SKIP
-        >>> clf.fit(support_images, ["a", "a", "b", "b"]).predict(query_images)  # doctest: +SKIP
-        array(['a', 'b', ...], dtype='<U1')
+        >>> clf = load_classifier("runs/proto")  # doctest: +SKIP
+        >>> clf.fit(["a1.png", "a2.png", "b1.png", "b2.png"], ["a", "a", "b", "b"])  # doctest: +SKIP
+        >>> clf.predict(["unknown.png"])  # doctest: +SKIP
+        array(['b'], dtype='<U1')
     """
 
-    def __init__(self, algorithm, n_way: int | None = None, device: torch.device | str | None = None):
+    def __init__(self, algorithm, n_way: int | None = None, device: torch.device | str | None = None,
+                 *, query_independent: bool = True, image_format: ImageFormat | None = None):
         self.algorithm = algorithm
         self.n_way = n_way
+        self.query_independent = query_independent
+        self.image_format = image_format
         if device is None:
             p = next(iter(algorithm.parameters()), None)
             device = p.device if p is not None else "cpu"
@@ -55,11 +81,27 @@ class FewShotClassifier:
         self.classes_: np.ndarray | None = None
         self._predictor = None
 
-    def fit(self, support_x: Tensor | np.ndarray, support_y: Sequence) -> FewShotClassifier:
+    def _inputs(self, x) -> Tensor:
+        """``x`` as a float tensor ``(n, *x_shape)``: a tensor or array as it is; image files
+        (``str`` / ``Path``) and PIL images decoded by :attr:`image_format`."""
+        if isinstance(x, (str, os.PathLike, Image.Image)):
+            x = [x]
+        if isinstance(x, (list, tuple)) and any(isinstance(v, (str, os.PathLike, Image.Image)) for v in x):
+            if self.image_format is None:
+                raise AdaptInputError("image files or PIL images need the run's image format: build "
+                                      "the classifier with metalearn.train.load_classifier(run_dir), "
+                                      "or pass image_format=(image_size, channels, invert)")
+            size, channels, invert = self.image_format
+            x = torch.from_numpy(np.stack([_decode(v, size, channels, invert) for v in x])).float().div_(255.0)
+        return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+
+    def fit(self, support_x, support_y: Sequence) -> FewShotClassifier:
         """Adapt to the support set.
 
         Args:
-            support_x: ``(n_support, *x_shape)`` inputs, in the training data's format.
+            support_x: ``(n_support, *x_shape)`` inputs in the training data's format (a tensor
+                or array, e.g. from :func:`load_images`), or a list of image files or PIL
+                images (decoded by ``image_format``).
             support_y: ``n_support`` labels of any sortable type (strings, ints).
 
         Returns:
@@ -69,8 +111,7 @@ class FewShotClassifier:
             AdaptInputError: fewer than two classes, a class count the model cannot take, or
                 mismatched lengths.
         """
-        x = torch.as_tensor(np.asarray(support_x) if not isinstance(support_x, Tensor) else support_x,
-                            dtype=torch.float32)
+        x = self._inputs(support_x)
         labels = np.asarray(list(support_y))
         if len(labels) != x.shape[0]:
             raise AdaptInputError(f"{x.shape[0]} support inputs but {len(labels)} labels")
@@ -87,34 +128,62 @@ class FewShotClassifier:
         order = torch.argsort(y, stable=True)  # episodes are laid out class by class
         x, y = x[order].to(self.device), y[order].to(self.device)
         self.algorithm.eval()
-        self._predictor = self.algorithm.adapt(x, y)
+        predictor = self.algorithm.adapt(x, y)
+        if self.query_independent and isinstance(predictor, AdaptedPredictor) and not predictor.task_norm:
+            # a gradient learner's adapted model normalises the query batch alone; the support
+            # rides along instead (with batch statistics, the support and the one query)
+            predictor = AdaptedPredictor(predictor.forward, predictor.params, predictor.support_x,
+                                         task_norm=True)
+        self._predictor = predictor
         self.classes_ = classes
         return self
 
     def _logits(self, x) -> Tensor:
         if self._predictor is None:
             raise AdaptInputError("call fit(support_x, support_y) before predicting")
-        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+        x = self._inputs(x)
         if x.shape[0] == 0:
             raise AdaptInputError("no query inputs to predict")
+        x = x.to(self.device)
         with torch.no_grad():
-            return self._predictor(x.to(self.device)).float().cpu()
+            if not self.query_independent:
+                return self._predictor(x).float().cpu()
+            # one query per call, so each sees the same computation whatever else is classified:
+            # its result is bit for bit that of the query alone
+            return torch.cat([self._predictor(x[i:i + 1]).float().cpu() for i in range(x.shape[0])])
 
     def predict_proba(self, x) -> np.ndarray:
         """Class probabilities ``(n, n_classes)``, columns in the order of ``classes_``.
 
-        Scores that are already probabilities (rows in ``[0, 1]`` summing to 1, e.g. Matching
-        Networks' attention) are returned as they are; others are passed through a softmax.
+        Rows of scores that are already probabilities (in ``[0, 1]`` summing to 1, e.g.
+        Matching Networks' attention) are returned as they are; others are passed through a
+        softmax. The test is per row, so a row's answer does not depend on the others.
         """
         out = self._logits(x)
-        rows = out.sum(1)
-        if out.min() >= 0 and torch.allclose(rows, torch.ones_like(rows), atol=1e-4):
-            return out.numpy()
-        return torch.softmax(out, dim=1).numpy()
+        is_prob = (out.min(1).values >= 0) & torch.isclose(out.sum(1), torch.ones(()), atol=1e-4)
+        return torch.where(is_prob[:, None], out, torch.softmax(out, dim=1)).numpy()
 
     def predict(self, x) -> np.ndarray:
-        """Predicted labels (from ``classes_``) for inputs ``(n, *x_shape)``."""
+        """Predicted labels (from ``classes_``) for inputs ``(n, *x_shape)``, image files or
+        PIL images (see :meth:`fit`)."""
         return self.classes_[self._logits(x).argmax(1).numpy()]
+
+
+def _decode(image, size: int, channels: int, invert: bool) -> np.ndarray:
+    """One image file or PIL image as uint8 ``(channels, size, size)``, as :func:`load_images`."""
+    if isinstance(image, Image.Image):  # through PNG (lossless): the one decoding path
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        raw, name = buf.getvalue(), "the PIL image"
+    else:
+        try:
+            raw, name = Path(image).read_bytes(), str(image)
+        except OSError as e:
+            raise AdaptInputError(f"cannot read image {image} ({e.strerror or e})") from None
+    try:
+        return decode_image(raw, (size, size), channels, invert)
+    except CorruptImageError as e:
+        raise AdaptInputError(f"cannot read image {name} ({e}): fix or remove the file") from None
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -22,6 +22,7 @@ import difflib
 import functools
 import inspect
 import json
+import sys
 import textwrap
 import types
 import typing
@@ -511,11 +512,17 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     Args:
         cfg: The base config (not modified).
         overrides: Strings like ``"train.steps=200"``, ``"algorithm.inner_lr=0.4"`` or
-            ``"algorithm.options.inner_lr=0.4"`` (the same option).
+            ``"algorithm.options.inner_lr=0.4"`` (the same option). Applied in order.
+            ``model.backbone=NAME`` (a different backbone) keeps the options NAME takes and
+            drops the others, saying so on stderr (:func:`_switch_backbone`); options given
+            after it are checked against NAME. ``data.image_size=N`` also sets
+            ``model.image_size`` (Conv4 is sized for its input) when the two were equal and
+            ``model.image_size`` is not among the overrides.
 
     Raises:
-        ConfigError: unknown key (with the closest names), value of the wrong type, or
-            malformed override.
+        ConfigError: unknown key (with the closest names), value of the wrong type,
+            malformed override, or an option given for a backbone that a later
+            ``model.backbone`` does not take.
 
     Examples:
         >>> cfg = apply_overrides(RunConfig(), ["train.steps=20", "data.k_shot=5"])
@@ -523,6 +530,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
         (20, 5)
     """
     cfg = RunConfig.from_dict(cfg.to_dict())
+    set_model_options: set[str] = set()  # model options given in these overrides
+    image_size_set = False  # model.image_size given in these overrides
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value, e.g. train.steps=200")
@@ -545,6 +554,26 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
                         f"unknown config key {key!r}.{suggest(key, all_keys(cfg))} Options of "
                         f"{parts[0]} {name!r}: {', '.join(hints) or '(none)'}.")
                 section.options[parts[1]] = coerce(value, hints[parts[1]], key)
+                if parts[0] == "model":
+                    set_model_options.add(parts[1])
+                    image_size_set |= parts[1] == "image_size"
+            elif parts[:2] == ["model", "backbone"]:
+                old = cfg.model.backbone
+                _set_field(section, parts[1], value, "model.")
+                if cfg.model.backbone != old:
+                    _switch_backbone(cfg.model, old, set_model_options)
+            elif parts[:2] == ["data", "image_size"]:
+                before = cfg.data.image_size
+                _set_field(section, parts[1], value, "data.")
+                # a backbone sized for its input (Conv4's model.image_size) follows the data
+                # when the two agreed and model.image_size is not given here
+                if not image_size_set and cfg.model.options.get("image_size") == before:
+                    try:
+                        takes = "image_size" in typing.get_type_hints(_section_options(cfg, "model"))
+                    except ConfigError:  # an unknown backbone: validate() names it
+                        takes = False
+                    if takes:
+                        cfg.model.options["image_size"] = cfg.data.image_size
             else:
                 _set_field(section, parts[1], value, parts[0] + ".")
         else:
@@ -552,6 +581,33 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
                               f"section.field, sections: {', '.join(_SECTIONS)}.")
     validate(cfg)
     return cfg
+
+
+def _switch_backbone(model: ModelConfig, old: str, given: set[str]) -> None:
+    """After ``model.backbone`` changed from ``old``: keep the options the new backbone takes.
+
+    Options of the same name mean the same thing across the backbones (``in_channels``,
+    ``out_features``, ``norm``), so their values carry over; the others (Conv4's ``hidden``
+    when switching to ResNet-12) are dropped, said once on stderr, and the new backbone's own
+    options take their defaults when :func:`validate` resolves them. An option given in the
+    same overrides that the new backbone does not take is an error, not a silent drop.
+
+    Raises:
+        ConfigError: an unknown backbone (with the closest names), or a dropped option that
+            the overrides set.
+    """
+    hints = typing.get_type_hints(_component(model.backbone, BACKBONES, "backbone", 0))
+    dropped = {k: v for k, v in model.options.items() if k not in hints}
+    lost = sorted(given & set(dropped))
+    if lost:
+        raise ConfigError(f"{', '.join('model.' + k for k in lost)} was set, but backbone "
+                          f"{model.backbone!r} has no such option; its options: {', '.join(hints)} "
+                          f"(`metalearn list --options {model.backbone}`)")
+    model.options = {k: v for k, v in model.options.items() if k in hints}
+    if dropped:
+        listed = ", ".join(f"{k}={json.dumps(v)}" for k, v in dropped.items())
+        print(f"metalearn: model.backbone={model.backbone}: dropped options {listed} that "
+              f"{model.backbone} does not take (it was {old})", file=sys.stderr)
 
 
 def validate(cfg: RunConfig) -> None:

@@ -47,7 +47,7 @@ from metalearn.train.config import (
     resume_changes,
     validate,
 )
-from metalearn.train.data import fixed_episodes, train_sampler, write_splits
+from metalearn.train.data import fixed_episodes, image_format, train_sampler, write_splits
 from metalearn.train.distributed import Ranks, check_meta_batch, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
@@ -583,4 +583,6 @@ def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str |
         raise AdaptInputError(f"{run_dir} is a regression run ({cfg.data.dataset}); a classifier "
                               "needs a run meta-trained on classification tasks")
     out = cfg.model.options.get("out_features")
-    return FewShotClassifier(algo, n_way=out if isinstance(out, int) else None, device=device)
+    fmt = image_format(cfg.data)  # image files and PIL images are decoded as the run's data
+    return FewShotClassifier(algo, n_way=out if isinstance(out, int) else None, device=device,
+                             image_format=None if fmt is None else (cfg.data.image_size, *fmt))
