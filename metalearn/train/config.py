@@ -596,6 +596,8 @@ def _switch_backbone(model: ModelConfig, old: str, given: set[str]) -> None:
         ConfigError: an unknown backbone (with the closest names), or a dropped option that
             the overrides set.
     """
+    from metalearn.models import BACKBONES
+
     hints = typing.get_type_hints(_component(model.backbone, BACKBONES, "backbone", 0))
     dropped = {k: v for k, v in model.options.items() if k not in hints}
     lost = sorted(given & set(dropped))
