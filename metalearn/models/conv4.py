@@ -77,7 +77,9 @@ class Conv4(Backbone):
             self.norms.append(make_norm(norm, hidden))
             size //= 2
         if size < 1:
-            raise ValueError(f"image_size {image_size} is too small for {n_blocks} pooling blocks")
+            raise ValueError(f"image_size {image_size} is too small for {n_blocks} pooling blocks: use "
+                             f"images of at least {2 ** n_blocks} pixels (data.image_size) or fewer "
+                             "blocks (model.n_blocks)")
         self.out_dim = hidden * size * size
         self._init_head(out_features)
 

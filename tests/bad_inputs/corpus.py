@@ -99,7 +99,7 @@ def folder_train_argv(tmp: Path, root: Path, *extra: str) -> list[str]:
     """``metalearn train`` on a folder dataset, tiny everything (fails before training when bad)."""
     sets = ["data.dataset=folder", f"data.root={root}", "data.train_split=train", "data.val_split=val",
             "data.test_split=test", "data.n_way=2", "data.k_shot=1", "data.n_query=1",
-            "data.val_episodes=2", "data.image_size=12", "model.hidden=4", "train.steps=1",
+            "data.val_episodes=2", "data.image_size=16", "model.hidden=4", "train.steps=1",
             "train.device=cpu", "train.tensorboard=false", *extra]
     argv = ["train", "--preset", "protonet-omniglot-5w1s", "--out", str(tmp / "run"), "--quiet"]
     for s in sets:
@@ -701,7 +701,7 @@ CASES: list[Case] = [
          fix=r"memory: lower the number of tasks per batch \(train\.meta_batch"),
     Case("data.image_size too small for conv4", "cli", lambda tmp: folder_train_argv(
         tmp, split_folders(tmp / "d"), "data.image_size=4", "data.eval_n_way=2", "data.eval_n_query=1"),
-         fix=r"model cannot take this data.*match data\.image_size and data\.channels"),
+         fix=r"too small for 4 pooling blocks: use images of at least 16 pixels \(data\.image_size\)"),
     Case("data.channels=3 into a 1-channel conv4", "cli", lambda tmp: folder_train_argv(
         tmp, split_folders(tmp / "d"), "data.image_size=16", "data.channels=3", "data.eval_n_way=2",
         "data.eval_n_query=1"), fix=r"model cannot take this data.*model\.in_channels"),
