@@ -515,9 +515,9 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
             ``"algorithm.options.inner_lr=0.4"`` (the same option). Applied in order.
             ``model.backbone=NAME`` (a different backbone) keeps the options NAME takes and
             drops the others, saying so on stderr (:func:`_switch_backbone`); options given
-            after it are checked against NAME. ``data.image_size=N`` also sets
-            ``model.image_size`` (Conv4 is sized for its input) when the two were equal and
-            ``model.image_size`` is not among the overrides.
+            after it are checked against NAME. ``data.image_size`` and Conv4's
+            ``model.image_size`` are set independently (the run's first step names a mismatch
+            that the model cannot take).
 
     Raises:
         ConfigError: unknown key (with the closest names), value of the wrong type,
@@ -531,7 +531,6 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
     """
     cfg = RunConfig.from_dict(cfg.to_dict())
     set_model_options: set[str] = set()  # model options given in these overrides
-    image_size_set = False  # model.image_size given in these overrides
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not key=value, e.g. train.steps=200")
@@ -556,24 +555,11 @@ def apply_overrides(cfg: RunConfig, overrides: list[str]) -> RunConfig:
                 section.options[parts[1]] = coerce(value, hints[parts[1]], key)
                 if parts[0] == "model":
                     set_model_options.add(parts[1])
-                    image_size_set |= parts[1] == "image_size"
             elif parts[:2] == ["model", "backbone"]:
                 old = cfg.model.backbone
                 _set_field(section, parts[1], value, "model.")
                 if cfg.model.backbone != old:
                     _switch_backbone(cfg.model, old, set_model_options)
-            elif parts[:2] == ["data", "image_size"]:
-                before = cfg.data.image_size
-                _set_field(section, parts[1], value, "data.")
-                # a backbone sized for its input (Conv4's model.image_size) follows the data
-                # when the two agreed and model.image_size is not given here
-                if not image_size_set and cfg.model.options.get("image_size") == before:
-                    try:
-                        takes = "image_size" in typing.get_type_hints(_section_options(cfg, "model"))
-                    except ConfigError:  # an unknown backbone: validate() names it
-                        takes = False
-                    if takes:
-                        cfg.model.options["image_size"] = cfg.data.image_size
             else:
                 _set_field(section, parts[1], value, parts[0] + ".")
         else:
