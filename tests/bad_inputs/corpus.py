@@ -701,7 +701,7 @@ CASES: list[Case] = [
          fix=r"memory: lower the number of tasks per batch \(train\.meta_batch"),
     Case("data.image_size too small for conv4", "cli", lambda tmp: folder_train_argv(
         tmp, split_folders(tmp / "d"), "data.image_size=4", "data.eval_n_way=2", "data.eval_n_query=1"),
-         fix=r"too small for 4 pooling blocks: use images of at least 16 pixels \(data\.image_size\)"),
+         fix=r"model cannot take this data.*match data\.image_size and data\.channels"),
     Case("data.channels=3 into a 1-channel conv4", "cli", lambda tmp: folder_train_argv(
         tmp, split_folders(tmp / "d"), "data.image_size=16", "data.channels=3", "data.eval_n_way=2",
         "data.eval_n_query=1"), fix=r"model cannot take this data.*model\.in_channels"),
