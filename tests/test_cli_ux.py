@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -147,3 +148,31 @@ def test_folder_warnings_are_one_line_and_balanced_eval_prints_no_macro_metrics(
     assert code == 0 and "accuracy" in out and "macro" not in out  # every query set is balanced
     saved = json.loads((tmp_path / "run" / "eval_test.json").read_text())["result"]["extra"]
     assert set(saved) == {"macro_recall", "macro_f1"}
+
+
+def test_a_second_list_answers_from_its_cache_without_torch(tmp_path):
+    """`list` builds its listing once per version of the code (importing torch to read the
+    docstrings), then answers from the cached listing: the same text, no torch import."""
+    env = {**os.environ, "METALEARN_CACHE": str(tmp_path)}
+    run = [sys.executable, "-m", "metalearn.cli", "list"]
+    first = subprocess.run(run, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0 and "protonet-omniglot-5w1s" in first.stdout
+    assert list((tmp_path / "cli").glob("list-*.json"))
+    code = ("import runpy, sys; sys.argv = ['metalearn', 'list']\n"
+            "try:\n    runpy.run_module('metalearn.cli', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('torch' in sys.modules, file=sys.stderr)")
+    second = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert second.stdout == first.stdout
+    assert second.stderr.strip().splitlines()[-1] == "False"
+
+
+def test_the_listing_cache_key_follows_the_code(tmp_path):
+    from metalearn.cli.main import _code_fingerprint
+
+    (tmp_path / "a.py").write_text("x = 1\n")
+    before = _code_fingerprint(tmp_path)
+    assert _code_fingerprint(tmp_path) == before
+    (tmp_path / "a.py").write_text("x = 22\n")
+    assert _code_fingerprint(tmp_path) != before

@@ -325,34 +325,47 @@ def _cmd_adapt(args) -> int:
     return 0
 
 
-def _cmd_list(args) -> int:
+def _first_line(obj) -> str:
+    return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
+
+
+def _cmd_list_options(name: str) -> int:
+    """``metalearn list --options NAME``: one algorithm's or backbone's options."""
+    from metalearn.algorithms import ALGORITHMS
+    from metalearn.models import BACKBONES
+    from metalearn.train.config import ConfigError, component_options, options_class, suggest
+
+    table = {**{k: (v, 0) for k, v in BACKBONES.items()}, **{k: (v, 1) for k, v in ALGORITHMS.items()}}
+    if name not in table:
+        raise ConfigError(f"unknown algorithm or backbone {name!r}.{suggest(name, table)}")
+    cls, skip = table[name]
+    prefix = "algorithm" if skip else "model"
+    _print(f"{name}: {_first_line(cls)}")
+    for field, opt in component_options(options_class(cls, skip)).items():
+        tp = getattr(opt.annotation, "__name__", str(opt.annotation)).replace("typing.", "")
+        _print(f"  {prefix}.{field} ({tp}, default {opt.default!r}): {opt.doc}")
+    return 0
+
+
+def _listing() -> dict[str, list[tuple[str, str]]]:
+    """The name tables, each name with its one-line description."""
     from metalearn.algorithms import ALGORITHMS
     from metalearn.data.registry import DATASETS
     from metalearn.models import BACKBONES
     from metalearn.presets import PRESETS, describe
-    from metalearn.train.config import ConfigError, component_options, options_class, suggest
 
-    def first_line(obj) -> str:
-        return ((obj.__doc__ or "").strip().splitlines() or [""])[0]
-
-    if args.options:
-        table = {**{k: (v, 0) for k, v in BACKBONES.items()}, **{k: (v, 1) for k, v in ALGORITHMS.items()}}
-        if args.options not in table:
-            raise ConfigError(f"unknown algorithm or backbone {args.options!r}."
-                              f"{suggest(args.options, table)}")
-        cls, skip = table[args.options]
-        prefix = "algorithm" if skip else "model"
-        _print(f"{args.options}: {first_line(cls)}")
-        for name, opt in component_options(options_class(cls, skip)).items():
-            tp = getattr(opt.annotation, "__name__", str(opt.annotation)).replace("typing.", "")
-            _print(f"  {prefix}.{name} ({tp}, default {opt.default!r}): {opt.doc}")
-        return 0
-    sections = {
+    return {
         "presets": [(k, describe(k)) for k in PRESETS],
-        "algorithms": [(k, first_line(v)) for k, v in ALGORITHMS.items()],
-        "backbones": [(k, first_line(v)) for k, v in BACKBONES.items()],
+        "algorithms": [(k, _first_line(v)) for k, v in ALGORITHMS.items()],
+        "backbones": [(k, _first_line(v)) for k, v in BACKBONES.items()],
         "datasets": [(k, v.description) for k, v in DATASETS.items()],
     }
+
+
+def _cmd_list(args) -> int:
+    if args.options:
+        return _cmd_list_options(args.options)
+    sections = _cached_listing()
     for kind, rows in sections.items():
         if args.kind not in ("all", kind):
             continue
@@ -361,6 +374,46 @@ def _cmd_list(args) -> int:
         for k, line in rows:
             _print(f"  {k:<{width}}  {line}")
     return 0
+
+
+def _code_fingerprint(package: Path) -> str:
+    """A digest of every source file's path, size and modification time under ``package``:
+    it changes whenever the code that the listing describes does (an edit, an upgrade)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for path in sorted(package.rglob("*.py")):
+        st = path.stat()
+        h.update(f"{path.relative_to(package)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _cached_listing() -> dict:
+    """The sections of ``metalearn list``, kept on disk per version of the code.
+
+    Building them imports torch and every algorithm to read their docstrings (about 1.7 s on
+    our 2-core machine); a listing cached for the same code answers without importing torch
+    (about 0.1 s). The cache is ``$METALEARN_CACHE/cli`` (else ``~/.cache/metalearn/cli``); a
+    cache that cannot be written is skipped.
+    """
+    import tempfile
+
+    package = Path(__file__).resolve().parents[1]
+    base = Path(os.environ.get("METALEARN_CACHE") or Path.home() / ".cache" / "metalearn")
+    path = base.expanduser() / "cli" / f"list-{_code_fingerprint(package)}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        pass
+    sections = _listing()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
+            json.dump(sections, f)
+        os.replace(f.name, path)  # atomic: a concurrent reader sees the old file or the new
+    except OSError:
+        pass
+    return sections
 
 
 def _cmd_prepare(args) -> int:
@@ -452,6 +505,22 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     print(f"metalearn: warning: {text}{kind}", file=sys.stderr if file is None else file, flush=True)
 
 
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """What the command reports as bad input (exit status 2), imported when one is raised."""
+    from metalearn.eval.fewshot import AdaptInputError
+    from metalearn.train.checkpoint import CheckpointError
+    from metalearn.train.config import ConfigError
+
+    return (ConfigError, CheckpointError, AdaptInputError, FileNotFoundError, NotADirectoryError,
+            PermissionError, ValueError)
+
+
+def _non_finite_loss_error() -> type[Exception]:
+    from metalearn.train.loop import NonFiniteLossError
+
+    return NonFiniteLossError
+
+
 def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     """Run the parsed command; bad input becomes a one-paragraph message and exit status 2."""
     import importlib.util
@@ -465,18 +534,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         return 2
     handlers = {"train": _cmd_train, "eval": _cmd_eval, "adapt": _cmd_adapt, "list": _cmd_list,
                 "prepare-data": _cmd_prepare}
-    from metalearn.eval.fewshot import AdaptInputError
-    from metalearn.train.checkpoint import CheckpointError
-    from metalearn.train.config import ConfigError
-    from metalearn.train.loop import NonFiniteLossError
-
     try:
         code = handlers[args.command](args)
         if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
             _exit_distributed(code)
         return code
-    except (ConfigError, CheckpointError, AdaptInputError, FileNotFoundError, NotADirectoryError,
-            PermissionError, ValueError) as e:
+    except _usage_errors() as e:  # evaluated only when something was raised: no torch import before
         if os.environ.get("METALEARN_DEBUG"):
             raise
         print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
@@ -487,7 +550,7 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"metalearn {args.command}: error: {e}", file=sys.stderr)
         # a read-only or full place the user chose (--out, --data-root, METALEARN_CACHE) is theirs to fix
         return 2 if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT) else 1
-    except NonFiniteLossError as e:
+    except _non_finite_loss_error() as e:
         print(f"metalearn {args.command}: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
