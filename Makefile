@@ -24,7 +24,7 @@ install: $(VENV)/.installed
 # or, when Omniglot is under the data root (preset demo-omniglot: ProtoNet, 600 steps of 20-way
 # 1-shot), then evaluate on 600 fixed test tasks (mean ± 95% CI). Measured once each on a 2-core
 # machine shared with other jobs (load average 5-7): demo 6.5 min (392 s), demo-omniglot 6.5 min
-# (392 s); `metalearn train` prints the figure when it starts (DEMO_MINUTES in metalearn/cli/main.py).
+# (392 s), with `time make demo`; `metalearn train` prints the figure when it starts (DEMO_MINUTES in metalearn/cli/main.py).
 demo: install
 	$(PY) -m metalearn.cli train --out demo_out/run --overwrite \
 	  $(if $(DATA_ROOT),--preset demo-omniglot --data-root $(DATA_ROOT),--preset demo)

@@ -155,7 +155,8 @@ DEMO_MINUTES = {"demo": 6.5, "demo-omniglot": 6.5}
 """Measured wall-clock minutes of ``make demo`` per demo preset, training plus the 600-episode
 evaluation, on a 2-core machine shared with other jobs (load average 5-7), once each: demo 392 s
 (train 386 s, eval 5 s), demo-omniglot 392 s (train 354 s, eval 38 s). ``train`` prints them
-when it starts; the Makefile and README quote them."""
+when it starts; the Makefile and README quote them. Re-measure with ``time make demo`` (with
+and without Omniglot under the data root)."""
 
 
 def _print(*a) -> None:
@@ -396,8 +397,6 @@ def _cached_listing() -> dict:
     (about 0.1 s). The cache is ``$METALEARN_CACHE/cli`` (else ``~/.cache/metalearn/cli``); a
     cache that cannot be written is skipped.
     """
-    import tempfile
-
     package = Path(__file__).resolve().parents[1]
     base = Path(os.environ.get("METALEARN_CACHE") or Path.home() / ".cache" / "metalearn")
     path = base.expanduser() / "cli" / f"list-{_code_fingerprint(package)}.json"
@@ -406,11 +405,10 @@ def _cached_listing() -> dict:
     except (OSError, ValueError):
         pass
     sections = _listing()
+    from metalearn.data.cache import atomic_write  # torch is loaded by now anyway
+
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as f:
-            json.dump(sections, f)
-        os.replace(f.name, path)  # atomic: a concurrent reader sees the old file or the new
+        atomic_write(path, lambda f: json.dump(sections, f), mode="w")
     except OSError:
         pass
     return sections

@@ -131,8 +131,9 @@ class Augment:
             raise ValueError(f"augmentation needs float images (..., C, H, W), got {x.dtype} "
                              f"items of shape {tuple(x.shape)}")
         flat = x.reshape(-1, *x.shape[-3:])
+        ops = {"crop": self._crop, "flip": self._flip, "rotate": self._rotate}
         for op in self.ops:
-            flat = getattr(self, "_" + op)(flat, generator)
+            flat = ops[op](flat, generator)
         return flat.reshape(x.shape)
 
     def _crop(self, x: Tensor, g: torch.Generator) -> Tensor:

@@ -609,6 +609,7 @@ def validate(cfg: RunConfig) -> None:
     for section in (cfg.model, cfg.algorithm):
         section.options = _plain(dataclasses.asdict(section.resolve()))
     from metalearn.data.registry import DATASETS
+    from metalearn.data.transforms import Augment
 
     if cfg.data.dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}.{suggest(cfg.data.dataset, DATASETS)} "
@@ -643,12 +644,10 @@ def validate(cfg: RunConfig) -> None:
         if not DATASETS[d.dataset].images:
             raise ConfigError(f"data.augment applies to image datasets; {d.dataset!r} is a regression "
                               "task family: set data.augment=[]")
-        if len(set(d.augment)) != len(d.augment):
-            raise ConfigError(f"data.augment lists each operation at most once, got {d.augment}")
-    if d.augment_padding < 0:
-        raise ConfigError(f"data.augment_padding must be 0 or more pixels, got {d.augment_padding}")
-    if not 0 <= d.augment_degrees <= 180:
-        raise ConfigError(f"data.augment_degrees must be in [0, 180], got {d.augment_degrees}")
+    try:  # the augmentation's own checks (operations, padding, degrees)
+        Augment(d.augment, d.augment_padding, d.augment_degrees)
+    except ValueError as e:
+        raise ConfigError(f"data.augment / augment_padding / augment_degrees: {e}") from None
 
 
 def _plain(d: dict) -> dict:

@@ -406,16 +406,9 @@ class _PlainProgress:
         rate = (step - self.start_step) / max(now - self.start, 1e-9)
         shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "lr")
         val = f", best val {best.metric} {best.mean:.4g}" if best is not None else ""
-        eta = _clock_time((self.total - step) / rate) if rate > 0 else "?"
+        eta = tqdm.format_interval((self.total - step) / rate) if rate > 0 else "?"
         print(f"{self.name} step {step}/{self.total}: {shown}{val} | {rate:.3g} steps/s, "
               f"ETA {eta}", file=sys.stderr, flush=True)
-
-
-def _clock_time(seconds: float) -> str:
-    """``H:MM:SS`` (``MM:SS`` under an hour)."""
-    s = round(seconds)
-    h, m = divmod(s // 60, 60)
-    return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m:02d}:{s % 60:02d}"
 
 
 def _meta_step(algo, opt, params: list, batch, ranks: Ranks, grad_clip: float | None) -> dict:
