@@ -90,6 +90,23 @@ class DataConfig:
     """Zero padding in pixels of the ``crop`` augmentation."""
     augment_degrees: float = 10.0
     """Largest angle of the ``rotate`` augmentation."""
+    fold: int = 1
+    """Text intent datasets (``banking77``, ``clinc150``, ``hwu64``): which of the five
+    ProtAugment class folds (1-5) gives the train/val/test intents."""
+    tokenizer: str = "wordpiece"
+    """Text datasets: ``wordpiece`` or ``bpe`` (a vocabulary trained with ``tokenizers`` on the
+    meta-training classes' texts only, saved with the run), or the path of a pretrained model
+    folder (or ``tokenizer.json``) whose tokenizer is used as it is."""
+    vocab_size: int = 8000
+    """Text datasets: size of the trained vocabulary (``model.vocab_size`` must be at least this)."""
+    max_length: int = 64
+    """Text datasets: tokens per text; longer texts are truncated (said once), shorter padded."""
+    lowercase: bool = True
+    """Text datasets: lower-case before tokenising (a trained vocabulary only)."""
+    text_column: str = "text"
+    """``data.dataset=text-file``: the column (CSV/TSV header, JSONL key) holding the texts."""
+    label_column: str = "label"
+    """``data.dataset=text-file``: the column holding the class names."""
 
     def eval_shape(self) -> tuple[int | None, int, int]:
         """``(n_way, k_shot, n_query)`` of validation and test episodes."""

@@ -24,7 +24,8 @@ def build_source(cfg: DataConfig, split: str):
     name = {"train": cfg.train_split, "val": cfg.val_split, "test": cfg.test_split}.get(split, split)
     entry = DATASETS[cfg.dataset]
     key = (cfg.dataset, entry.build, name, cfg.root, cfg.image_size, cfg.channels, cfg.rotations,
-           tuple(cfg.split_fractions), cfg.split_seed)
+           tuple(cfg.split_fractions), cfg.split_seed, cfg.fold, cfg.tokenizer, cfg.vocab_size,
+           cfg.max_length, cfg.lowercase, cfg.text_column, cfg.label_column)
     if key not in _SOURCES:
         _SOURCES[key] = as_source(entry.build(cfg, name))
     return _SOURCES[key]
