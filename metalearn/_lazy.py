@@ -49,3 +49,25 @@ def lazy_exports(package: str, exports: Mapping[str, tuple[str, ...]], namespace
         return sorted({*namespace, *where})
 
     return __getattr__, __dir__, sorted(where)
+
+
+def require(module: str, extra: str):
+    """Import an optional dependency, or fail with the pip command that installs it.
+
+    Args:
+        module: The module to import, e.g. ``"tokenizers"``.
+        extra: The metalearn extra that brings it, e.g. ``"text"``.
+
+    Raises:
+        ImportError: ``module`` is not installed; the message names
+            ``pip install 'metalearn[EXTRA]'``.
+
+    Examples:
+        >>> require("json", "none").__name__
+        'json'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as e:
+        raise ImportError(f"{module} is not installed: it comes with `pip install 'metalearn[{extra}]'` "
+                          f"(or `pip install {module}`)") from e
