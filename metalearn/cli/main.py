@@ -231,13 +231,15 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from metalearn.train.data import fixed_episodes
+    from metalearn.train.data import check_run_tokenizer, fixed_episodes
     from metalearn.train.distributed import setup as setup_distributed
     from metalearn.train.loop import load_run, pick_device
 
     algo, cfg, step = load_run(args.run_dir, args.checkpoint, args.device)
     if args.data_root:
         cfg.data.root = str(Path(args.data_root).resolve())
+    # a text run's episodes are tokenised again: with the vocabulary its checkpoint was trained on
+    check_run_tokenizer(cfg.data, args.run_dir, cfg.model.options.get("vocab_size"))
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
     suffix = ""  # a shape other than the run's own gets its own result file

@@ -57,9 +57,15 @@ class FewShotClassifier:
             given to :meth:`fit` and :meth:`predict` as the run's data was decoded;
             :func:`metalearn.train.load_classifier` sets it from the run. ``None``: tensors
             and arrays only.
+        tokenizer: A text run's :class:`~metalearn.data.text.TextTokenizer` (anything with
+            ``encode(texts) -> LongTensor (n, L)``): strings given to :meth:`fit` and
+            :meth:`predict` are then sentences, encoded with it (:func:`load_classifier` sets
+            it from the run's ``tokenizer/`` folder).
 
     Attributes:
         classes_: The sorted distinct support labels after :meth:`fit`.
+        threshold_: The rejection threshold on the score (:meth:`calibrate_rejection`), or
+            ``None``: :meth:`predict` then always answers one of ``classes_``.
 
     Examples:
         >>> clf = load_classifier("runs/proto")  # doctest: +SKIP
@@ -69,11 +75,15 @@ class FewShotClassifier:
     """
 
     def __init__(self, algorithm, n_way: int | None = None, device: torch.device | str | None = None,
-                 *, query_independent: bool = True, image_format: ImageFormat | None = None):
+                 *, query_independent: bool = True, image_format: ImageFormat | None = None,
+                 tokenizer=None):
         self.algorithm = algorithm
         self.n_way = n_way
         self.query_independent = query_independent
         self.image_format = image_format
+        self.tokenizer = tokenizer
+        self.threshold_: float | None = None
+        self.out_of_scope_label = "out_of_scope"
         if device is None:
             p = next(iter(algorithm.parameters()), None)
             device = p.device if p is not None else "cpu"
@@ -82,10 +92,13 @@ class FewShotClassifier:
         self._predictor = None
 
     def _inputs(self, x) -> Tensor:
-        """``x`` as a float tensor ``(n, *x_shape)``: a tensor or array as it is; image files
-        (``str`` / ``Path``) and PIL images decoded by :attr:`image_format`."""
+        """``x`` as a tensor ``(n, *x_shape)``: a tensor or array as it is (float32, or int64
+        token ids); sentences encoded by :attr:`tokenizer` when there is one; otherwise image
+        files (``str`` / ``Path``) and PIL images decoded by :attr:`image_format`."""
         if isinstance(x, (str, os.PathLike, Image.Image)):
             x = [x]
+        if self.tokenizer is not None and isinstance(x, (list, tuple)) and any(isinstance(v, str) for v in x):
+            return self._encode(x)
         if isinstance(x, (list, tuple)) and any(isinstance(v, (str, os.PathLike, Image.Image)) for v in x):
             if self.image_format is None:
                 raise AdaptInputError("image files or PIL images need the run's image format: build "
@@ -93,7 +106,21 @@ class FewShotClassifier:
                                       "or pass image_format=(image_size, channels, invert)")
             size, channels, invert = self.image_format
             x = torch.from_numpy(np.stack([_decode(v, size, channels, invert) for v in x])).float().div_(255.0)
-        return torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x, dtype=torch.float32)
+        x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x)
+        if self.tokenizer is not None and not torch.is_floating_point(x):
+            return x.to(torch.int64)  # token ids as they are
+        return x.to(torch.float32)
+
+    def _encode(self, texts: Sequence) -> Tensor:
+        """Sentences as token ids ``(n, L)``; an empty sentence is refused (it has no tokens)."""
+        for i, t in enumerate(texts):
+            if not isinstance(t, str):
+                raise AdaptInputError(f"text {i} is a {type(t).__name__}, not a string: give "
+                                      "sentences as strings")
+            if not t.strip():
+                raise AdaptInputError(f"text {i} is empty or only whitespace: remove it or write "
+                                      "the sentence")
+        return self.tokenizer.encode(list(texts))
 
     def fit(self, support_x, support_y: Sequence) -> FewShotClassifier:
         """Adapt to the support set.
@@ -128,15 +155,67 @@ class FewShotClassifier:
         order = torch.argsort(y, stable=True)  # episodes are laid out class by class
         x, y = x[order].to(self.device), y[order].to(self.device)
         self.algorithm.eval()
+        self._predictor = self._adapt(x, y)
+        self.classes_ = classes
+        self.threshold_ = None
+        self._support = (x, y)
+        return self
+
+    def _adapt(self, x: Tensor, y: Tensor):
         predictor = self.algorithm.adapt(x, y)
         if self.query_independent and isinstance(predictor, AdaptedPredictor) and not predictor.task_norm:
             # a gradient learner's adapted model normalises the query batch alone; the support
             # rides along instead (with batch statistics, the support and the one query)
             predictor = AdaptedPredictor(predictor.forward, predictor.params, predictor.support_x,
                                          task_norm=True)
-        self._predictor = predictor
-        self.classes_ = classes
+        return predictor
+
+    def calibrate_rejection(self, quantile: float = 0.05) -> FewShotClassifier:
+        """Set a rejection threshold from the support set alone, for out-of-scope inputs.
+
+        Each support example is scored by a model adapted to the other support examples
+        (leave one out); the threshold is the ``quantile`` of those scores, so about that
+        fraction of in-scope inputs is rejected. The score of an input is its largest logit
+        (for ProtoNet the negative squared distance to the nearest prototype, which, unlike the
+        largest softmax probability, falls for an input far from every class). Afterwards
+        :meth:`predict` answers :attr:`out_of_scope_label` where the score is below
+        :attr:`threshold_`. Leave-one-out adaptations do not change the meta-parameters.
+
+        Args:
+            quantile: Fraction of the support's leave-one-out scores below the threshold, in
+                ``[0, 1)``.
+
+        Returns:
+            ``self``.
+
+        Raises:
+            AdaptInputError: before :meth:`fit`, a class with a single support example (nothing
+                left to adapt to when it is left out), or a model whose head is fixed to
+                ``n_way`` classes (leaving out is fine there; a class is never removed).
+        """
+        if self._predictor is None:
+            raise AdaptInputError("call fit(support_x, support_y) before calibrate_rejection()")
+        if not 0 <= quantile < 1:
+            raise AdaptInputError(f"quantile must be in [0, 1), got {quantile}")
+        x, y = self._support
+        counts = torch.bincount(y)
+        if int(counts.min()) < 2:
+            small = self.classes_[int(counts.argmin())]
+            raise AdaptInputError(f"class {small!r} has one support example: leave-one-out "
+                                  "calibration needs at least two per class")
+        scores = []
+        for i in range(len(y)):  # adaptation may take gradient steps: not under no_grad
+            keep = torch.cat([torch.arange(i), torch.arange(i + 1, len(y))]).to(y.device)
+            predictor = self._adapt(x[keep], y[keep])
+            with torch.no_grad():
+                scores.append(float(predictor(x[i:i + 1]).float().max()))
+        self.threshold_ = float(np.quantile(np.asarray(scores), quantile))
         return self
+
+    def scores(self, x) -> np.ndarray:
+        """Each input's rejection score (its largest logit), shape ``(n,)``; compared with
+        :attr:`threshold_` by :meth:`predict`."""
+        return self._logits(x).max(1).values.numpy()
 
     def _logits(self, x) -> Tensor:
         if self._predictor is None:
@@ -164,9 +243,16 @@ class FewShotClassifier:
         return torch.where(is_prob[:, None], out, torch.softmax(out, dim=1)).numpy()
 
     def predict(self, x) -> np.ndarray:
-        """Predicted labels (from ``classes_``) for inputs ``(n, *x_shape)``, image files or
-        PIL images (see :meth:`fit`)."""
-        return self.classes_[self._logits(x).argmax(1).numpy()]
+        """Predicted labels (from ``classes_``) for inputs ``(n, *x_shape)``, image files,
+        PIL images or sentences (see :meth:`fit`); after :meth:`calibrate_rejection`,
+        :attr:`out_of_scope_label` where an input's score is below :attr:`threshold_`."""
+        logits = self._logits(x)
+        pred = self.classes_[logits.argmax(1).numpy()]
+        if self.threshold_ is None:
+            return pred
+        pred = pred.astype(object)
+        pred[logits.max(1).values.numpy() < self.threshold_] = self.out_of_scope_label
+        return pred
 
 
 def _decode(image, size: int, channels: int, invert: bool) -> np.ndarray:

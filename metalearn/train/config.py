@@ -27,6 +27,7 @@ import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from metalearn.errors import ConfigError
@@ -657,14 +658,46 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError("data.rotations adds rotation classes to Omniglot's Lake splits: set "
                           "data.dataset=omniglot data.train_split=background (the vinyals-* splits "
                           f"hold 4 rotations already); now dataset={d.dataset!r}, train_split={d.train_split!r}")
+    entry = DATASETS[d.dataset]
     if d.augment:
-        if not DATASETS[d.dataset].images:
-            raise ConfigError(f"data.augment applies to image datasets; {d.dataset!r} is a regression "
-                              "task family: set data.augment=[]")
+        if not entry.images:
+            kind = "a text dataset" if getattr(entry, "text", False) else "a regression task family"
+            raise ConfigError(f"data.augment applies to image datasets; {d.dataset!r} is {kind}: "
+                              "set data.augment=[]")
+    if getattr(entry, "text", False):
+        _validate_text(cfg)
     try:  # the augmentation's own checks (operations, padding, degrees)
         Augment(d.augment, d.augment_padding, d.augment_degrees)
     except ValueError as e:
         raise ConfigError(f"data.augment / augment_padding / augment_degrees: {e}") from None
+
+
+TRAINED_TOKENIZERS = ("wordpiece", "bpe")
+"""``data.tokenizer`` values that train a vocabulary; any other value is a pretrained one's path."""
+
+
+def _validate_text(cfg: RunConfig) -> None:
+    """The text fields of ``data`` and their agreement with a from-scratch text backbone."""
+    d, options = cfg.data, cfg.model.options
+    if not 1 <= d.fold <= 5:
+        raise ConfigError(f"data.fold selects one of the five ProtAugment class folds: 1 to 5, got {d.fold}")
+    if not 1 <= d.max_length <= 4096:
+        raise ConfigError(f"data.max_length (tokens per text) must be in 1..4096, got {d.max_length}")
+    trained = d.tokenizer in TRAINED_TOKENIZERS
+    if trained and d.vocab_size < 100:
+        raise ConfigError(f"data.vocab_size must be at least 100 tokens, got {d.vocab_size}")
+    if not trained and not Path(d.tokenizer).expanduser().exists():
+        raise ConfigError(f"data.tokenizer={d.tokenizer!r}: choose {' or '.join(TRAINED_TOKENIZERS)} "
+                          "(a vocabulary trained on the meta-training classes), or the path of a "
+                          "pretrained model folder or tokenizer.json (that path does not exist)")
+    rows = options.get("vocab_size")
+    if trained and isinstance(rows, int) and rows < d.vocab_size:
+        raise ConfigError(f"model.vocab_size={rows} is smaller than data.vocab_size={d.vocab_size}: "
+                          f"the embedding needs a row per token; set model.vocab_size={d.vocab_size}")
+    positions = options.get("max_length")
+    if isinstance(positions, int) and positions < d.max_length:
+        raise ConfigError(f"model.max_length={positions} is shorter than data.max_length={d.max_length}: "
+                          f"set model.max_length={d.max_length} (or shorten data.max_length)")
 
 
 def _plain(d: dict) -> dict:

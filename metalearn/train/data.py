@@ -78,3 +78,81 @@ def image_format(cfg: DataConfig) -> tuple[int, bool] | None:
     if not entry.images:
         return None
     return (cfg.channels if entry.channels is None else entry.channels), entry.invert
+
+
+TOKENIZER_DIR = "tokenizer"
+"""Where a text run keeps its tokenizer: ``RUN_DIR/tokenizer/`` (``tokenizer.json`` and
+``tokenizer_meta.json``), the one ``metalearn adapt`` encodes new sentences with."""
+
+
+def source_tokenizer(cfg: DataConfig):
+    """The :class:`~metalearn.data.text.TextTokenizer` of a text dataset's splits (the one
+    built from its meta-training classes, or the pretrained one), ``None`` for other data."""
+    return getattr(build_source(cfg, "train"), "tokenizer", None)
+
+
+def write_tokenizer(cfg: DataConfig, run_dir: str | Path) -> Path | None:
+    """Save a text run's tokenizer to ``RUN_DIR/tokenizer/``; ``None`` for other data."""
+    tokenizer = source_tokenizer(cfg)
+    if tokenizer is None:
+        return None
+    folder = Path(run_dir) / TOKENIZER_DIR
+    tokenizer.save(folder)
+    return folder
+
+
+def run_tokenizer(run_dir: str | Path):
+    """The tokenizer saved with a text run, ``None`` when the run has none (not a text run).
+
+    Raises:
+        CheckpointError: the folder exists but cannot be read (names the files).
+    """
+    folder = Path(run_dir) / TOKENIZER_DIR
+    if not folder.is_dir():
+        return None
+    from metalearn.data.text import TextTokenizer
+    from metalearn.train.checkpoint import CheckpointError
+
+    try:
+        return TextTokenizer.load(folder)
+    except (OSError, ValueError, KeyError) as e:
+        raise CheckpointError(f"cannot read the run's tokenizer in {folder} ({e}): it holds "
+                              "tokenizer.json and tokenizer_meta.json as written by metalearn train; "
+                              "restore them from a copy of the run") from None
+
+
+def check_run_tokenizer(cfg: DataConfig, run_dir: str | Path, vocab_rows: int | None = None) -> None:
+    """Check that a text run's saved tokenizer is the one its data gives now, and fits its model.
+
+    The episodes of ``metalearn eval`` and a resumed run's batches are tokenised from the data
+    again; if the vocabulary came out differently (the data files changed, another ``tokenizers``
+    release trains differently), the checkpoint's embeddings would be read with the wrong ids.
+
+    Args:
+        cfg: The run's data config.
+        run_dir: The run directory.
+        vocab_rows: Rows of the model's token embedding (``model.vocab_size``), when known.
+
+    Raises:
+        CheckpointError: a text run without its ``tokenizer/`` folder, a tokenizer that differs
+            from the data's, or one with more tokens than the model's embedding has rows.
+    """
+    from metalearn.train.checkpoint import CheckpointError
+
+    current = source_tokenizer(cfg)
+    if current is None:
+        return
+    saved = run_tokenizer(run_dir)
+    if saved is None:
+        raise CheckpointError(f"{run_dir} is a text run ({cfg.dataset}) but has no {TOKENIZER_DIR}/ "
+                              "folder: it was written by metalearn train; restore it from a copy of the run")
+    if saved.fingerprint != current.fingerprint:
+        raise CheckpointError(
+            f"the tokenizer saved with {run_dir} differs from the one built now from {cfg.dataset} "
+            f"(data.tokenizer={cfg.tokenizer}, vocabulary {saved.vocab_size} vs {current.vocab_size} "
+            "tokens): the data files or the tokenizers release changed since training. Evaluate with "
+            "the data the run was trained on, or train the run again")
+    if vocab_rows is not None and saved.vocab_size > vocab_rows:
+        raise CheckpointError(f"the run's tokenizer has {saved.vocab_size} tokens but its model embeds "
+                              f"only {vocab_rows} (model.vocab_size): the tokenizer does not belong to "
+                              "this checkpoint")

@@ -47,7 +47,15 @@ from metalearn.train.config import (
     resume_changes,
     validate,
 )
-from metalearn.train.data import fixed_episodes, image_format, train_sampler, write_splits
+from metalearn.train.data import (
+    check_run_tokenizer,
+    fixed_episodes,
+    image_format,
+    run_tokenizer,
+    train_sampler,
+    write_splits,
+    write_tokenizer,
+)
 from metalearn.train.distributed import Ranks, check_meta_batch, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
@@ -257,6 +265,10 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
     val_episodes = fixed_episodes(cfg.data, "val")
     if main:
         write_splits(cfg.data, run_dir)
+        if saved is None:  # a text run's tokenizer goes with it; a resumed one must still match
+            write_tokenizer(cfg.data, run_dir)
+        else:
+            check_run_tokenizer(cfg.data, run_dir, _vocab_rows(cfg))
     params = [p for p in algo.parameters() if p.requires_grad]
     opt = meta_optimizer(params, t.optimizer, t.lr, t.weight_decay)
     state = TrainState()
@@ -577,5 +589,18 @@ def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str |
                               "needs a run meta-trained on classification tasks")
     out = cfg.model.options.get("out_features")
     fmt = image_format(cfg.data)  # image files and PIL images are decoded as the run's data
+    tokenizer = run_tokenizer(run_dir)  # a text run's sentences are encoded as its data was
+    rows = _vocab_rows(cfg)
+    if tokenizer is not None and rows is not None and tokenizer.vocab_size > rows:
+        raise CheckpointError(f"the tokenizer in {Path(run_dir) / 'tokenizer'} has {tokenizer.vocab_size} "
+                              f"tokens but the checkpoint's model embeds only {rows} "
+                              "(model.vocab_size): the folder does not belong to this run")
     return FewShotClassifier(algo, n_way=out if isinstance(out, int) else None, device=device,
-                             image_format=None if fmt is None else (cfg.data.image_size, *fmt))
+                             image_format=None if fmt is None else (cfg.data.image_size, *fmt),
+                             tokenizer=tokenizer)
+
+
+def _vocab_rows(cfg: RunConfig) -> int | None:
+    """Rows of a from-scratch text backbone's token embedding (``model.vocab_size``), else None."""
+    rows = cfg.model.options.get("vocab_size")
+    return rows if isinstance(rows, int) else None

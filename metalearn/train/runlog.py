@@ -221,7 +221,8 @@ RUN_FILES = ("config.json", "metrics.jsonl", "learning_curve.png", "eval_*.json"
              "loggers.json")
 RUN_FOLDERS = {"checkpoints": ("last.json", "best.json", "last-*.safetensors", "best-*.safetensors",
                                ".last*.tmp", ".best*.tmp"),
-               "tensorboard": ("events.out.tfevents.*",)}
+               "tensorboard": ("events.out.tfevents.*",),
+               "tokenizer": ("tokenizer.json", "tokenizer_meta.json")}
 
 
 class RunLogger:
