@@ -169,7 +169,7 @@ def test_adapt_predicts_the_right_classes(image_run, tmp_path, capsys):
     # a labelled query folder also reports accuracy
     code, stdout, _ = run_cli(capsys, "adapt", image_run, "--support", support, "--query", labelled,
                               "--out", tmp_path / "p2.csv")
-    assert code == 0 and "accuracy on the labelled query folder: 100.0% (6 images)" in stdout
+    assert code == 0 and "accuracy on the labelled queries: 100.0% (6 images)" in stdout
     # --out under a file, or naming a folder: a usage error that names the fix
     err = _err(capsys, "adapt", image_run, "--support", support, "--query", query, "--out", out / "x.csv")
     assert "is a file, not a folder" in err

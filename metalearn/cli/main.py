@@ -120,13 +120,24 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--quiet", action="store_true", help="print only the result line")
 
     a = sub.add_parser("adapt", formatter_class=_Formatter, help="adapt a run to your own classes",
-                       description="Adapt a meta-trained run to the classes in --support "
-                                   "(SUPPORT/<class>/<images>, a few per class) and classify the "
-                                   "images in --query (flat, or in class folders to also score).")
+                       description="Adapt a meta-trained run to the classes in --support and "
+                                   "classify --query. Image runs: SUPPORT/<class>/<images> (a few "
+                                   "per class) and a query folder (flat, or in class folders to also "
+                                   "score). Text runs: a CSV/TSV/JSONL of labelled sentences and a "
+                                   ".txt of sentences (one per line) or a CSV/TSV/JSONL (with labels "
+                                   "to also score).")
     a.add_argument("run_dir", metavar="RUN_DIR")
-    a.add_argument("--support", required=True, metavar="DIR", help="labelled examples: DIR/<class>/<images>")
-    a.add_argument("--query", required=True, metavar="DIR", help="images to classify (flat or DIR/<class>/)")
-    a.add_argument("--out", default="predictions.csv", help="CSV with one row per query image")
+    a.add_argument("--support", required=True, metavar="PATH",
+                   help="labelled examples: DIR/<class>/<images>, or a file of sentences and labels")
+    a.add_argument("--query", required=True, metavar="PATH",
+                   help="images to classify (flat or DIR/<class>/), or sentences (.txt, .csv, .tsv, .jsonl)")
+    a.add_argument("--out", default="predictions.csv", help="CSV with one row per query")
+    a.add_argument("--text-column", default="text", help="text runs: the column holding the sentences")
+    a.add_argument("--label-column", default="label", help="text runs: the column holding the labels")
+    a.add_argument("--reject", type=float, nargs="?", const=0.05, metavar="QUANTILE",
+                   help="answer out_of_scope for queries scored below a threshold calibrated on the "
+                   "support set alone (leave one out; QUANTILE of the support's scores fall below it, "
+                   "default 0.05); needs two or more examples per class")
     a.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
     a.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
     a.add_argument("--transductive", action="store_true",
@@ -297,34 +308,53 @@ def _cmd_adapt(args) -> int:
     clf = load_classifier(args.run_dir, args.checkpoint, args.device)
     clf.query_independent = not args.transductive
     data = RunConfig.from_dict(json.loads((Path(args.run_dir) / "config.json").read_text())).data
-    fmt = image_format(data)
-    if fmt is None:
-        raise AdaptInputError(f"{args.run_dir} was trained on {data.dataset}, not images")
-    sx, sy, _ = load_images(args.support, data.image_size, *fmt)
-    qx, qy, qfiles = load_images(args.query, data.image_size, *fmt, labelled=False)
+    if clf.tokenizer is not None:  # a text run: sentences in files
+        from metalearn.data.intents import read_queries, read_text_file
+
+        sx, sy = read_text_file(args.support, args.text_column, args.label_column)
+        qx, qy = read_queries(args.query, args.text_column, args.label_column)
+        names, unit = list(qx), "sentence"
+    else:
+        fmt = image_format(data)
+        if fmt is None:
+            raise AdaptInputError(f"{args.run_dir} was trained on {data.dataset}, not images or text")
+        sx, sy, _ = load_images(args.support, data.image_size, *fmt)
+        qx, qy, qfiles = load_images(args.query, data.image_size, *fmt, labelled=False)
+        names, unit = [str(f) for f in qfiles], "image"
     clf.fit(sx, sy)
+    if args.reject is not None:
+        clf.calibrate_rejection(args.reject)
     proba = clf.predict_proba(qx)
-    pred = clf.classes_[proba.argmax(1)]
+    pred = clf.predict(qx) if args.reject is not None else clf.classes_[proba.argmax(1)]
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
+    rejecting = args.reject is not None
+    with open(out, "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["file", "predicted", *(["true"] if qy else []), *(f"p_{c}" for c in clf.classes_)])
-        for i, file in enumerate(qfiles):
-            w.writerow([str(file), pred[i], *([qy[i]] if qy else []), *(f"{p:.6f}" for p in proba[i])])
+        w.writerow(["text" if unit == "sentence" else "file", "predicted", *(["true"] if qy else []),
+                    *(["out_of_scope"] if rejecting else []), *(f"p_{c}" for c in clf.classes_)])
+        for i, name in enumerate(names):
+            w.writerow([name, pred[i], *([qy[i]] if qy else []),
+                        *([str(pred[i] == clf.out_of_scope_label).lower()] if rejecting else []),
+                        *(f"{p:.6f}" for p in proba[i])])
     counts = {c: sum(label == c for label in sy) for c in clf.classes_}
-    _print(f"adapted to {len(clf.classes_)} classes from {len(sy)} support images "
+    _print(f"adapted to {len(clf.classes_)} classes from {len(sy)} support {unit}s "
            f"({', '.join(f'{c}: {n}' for c, n in counts.items())}); "
-           + ("transductive: the query images normalised together" if args.transductive else
-              "each query image classified on its own with the support set"))
-    for i, file in enumerate(qfiles[:20]):
-        _print(f"  {file.name}: {pred[i]} (p={proba[i].max():.3f})" + (f", true {qy[i]}" if qy else ""))
-    if len(qfiles) > 20:
-        _print(f"  ... {len(qfiles) - 20} more")
+           + (f"transductive: the query {unit}s normalised together" if args.transductive else
+              f"each query {unit} classified on its own with the support set"))
+    if rejecting:
+        _print(f"out-of-scope threshold {clf.threshold_:.4g} (the {args.reject:g} quantile of the "
+               f"support's leave-one-out scores): {sum(p == clf.out_of_scope_label for p in pred)} "
+               f"of {len(pred)} queries rejected")
+    for i, name in enumerate(names[:20]):
+        shown = Path(name).name if unit == "image" else (name if len(name) <= 60 else name[:57] + "...")
+        _print(f"  {shown}: {pred[i]} (p={proba[i].max():.3f})" + (f", true {qy[i]}" if qy else ""))
+    if len(names) > 20:
+        _print(f"  ... {len(names) - 20} more")
     if qy:
         acc = sum(p == t for p, t in zip(pred, qy)) / len(qy)
-        _print(f"accuracy on the labelled query folder: {100 * acc:.1f}% ({len(qy)} images)")
-    _print(f"written {out} ({len(qfiles)} rows)")
+        _print(f"accuracy on the labelled queries: {100 * acc:.1f}% ({len(qy)} {unit}s)")
+    _print(f"written {out} ({len(names)} rows)")
     return 0
 
 

@@ -34,6 +34,7 @@ from metalearn.presets.omniglot import (
     reptile_omniglot_5w5s,
 )
 from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid, pretrained_sinusoid
+from metalearn.presets.text import TEXT_DATASETS, TEXT_RECIPES
 from metalearn.train.config import ConfigError, RunConfig, suggest
 
 PRESETS: dict[str, Callable[[], RunConfig]] = {
@@ -59,6 +60,8 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "baseline-pp-omniglot-5w1s": baseline_pp_omniglot_5w1s,
     "generator-omniglot-5w1s": generator_omniglot_5w1s,
     **{f"cnp-sinusoid-{k}shot": partial(cnp_sinusoid, k) for k in (5, 10, 20)},
+    **{f"{algo}-{ds}-5w{k}s": partial(recipe, k, ds) for algo, recipe in TEXT_RECIPES.items()
+       for ds in TEXT_DATASETS for k in (1, 5)},
 }
 """Name table for the CLI: preset name -> function returning its :class:`RunConfig`."""
 
@@ -81,6 +84,8 @@ def describe(name: str) -> str:
     line = (getattr(fn, "func", fn).__doc__ or "").strip().splitlines()[0]
     if isinstance(fn, partial):  # e.g. maml_sinusoid(k_shot) -> "... on 5-shot sinusoid ..."
         line = line.replace("K-shot", f"{fn.args[0]}-shot")
+        if len(fn.args) > 1:  # text recipes: (k_shot, dataset)
+            line = line.replace("DATASET", fn.args[1])
     return line
 
 
