@@ -46,7 +46,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from _record import record
 
 ROOT = Path(__file__).resolve().parent.parent
