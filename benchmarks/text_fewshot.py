@@ -245,6 +245,161 @@ def episodic(args) -> None:
                           "per_fold": [round(100 * x, 2) for x in means]})
 
 
+def loo_threshold(fit_logits, texts: list[str], labels: list, quantile: float) -> float:
+    """The ``quantile`` of leave-one-out scores on a support set (as
+    :meth:`~metalearn.eval.fewshot.FewShotClassifier.calibrate_rejection`), for a baseline:
+    ``fit_logits(texts, labels, query) -> logits``."""
+    scores = []
+    for i in range(len(texts)):
+        rest = [j for j in range(len(texts)) if j != i]
+        z = fit_logits([texts[j] for j in rest], [labels[j] for j in rest], [texts[i]])
+        scores.append(float(np.max(z)))
+    return float(np.quantile(scores, quantile))
+
+
+def oos(args) -> None:
+    """CLINC150 episodes with out-of-scope queries mixed in, rejection calibrated on the support."""
+    import torch
+
+    from metalearn.data.intents import Clinc150
+    from metalearn.data.samplers import FixedEpisodes
+    from metalearn.eval.fewshot import FewShotClassifier
+    from metalearn.train.data import run_tokenizer
+    from metalearn.train.loop import load_run
+
+    k, n_oos, quantile, method = 5, 25, args.reject_quantile, args.methods[0]
+    for fold in args.folds:
+        run = args.out / "clinc150" / f"fold{fold}" / method
+        if not (run / "checkpoints" / "last.json").exists():
+            raise SystemExit(f"{run} is not trained: run the episodic protocol for clinc150 fold {fold} first")
+        algo, cfg, _ = load_run(run, "best", "cpu")
+        tok = run_tokenizer(run)
+        test = Clinc150("test", fold=fold, root=args.data_root, tokenizer=tok)
+        train_texts = Clinc150("train", fold=fold, root=args.data_root, tokenizer=tok).texts
+        oos_texts = test.oos_texts("test")
+        vec = tfidf(train_texts)
+        episodes = FixedEpisodes(test, 5, k, 5, n_episodes=args.episodes, seed=cfg.data.test_seed)
+        index_eps = FixedEpisodes(test.index_dataset(), 5, k, 5, n_episodes=args.episodes,
+                                  seed=cfg.data.test_seed)
+        scores: dict[str, dict[str, list[float]]] = {}
+        cpu: dict[str, float] = {}
+        for i, (ep, iep) in enumerate(zip(episodes, index_eps)):
+            assert torch.equal(ep.support_y, iep.support_y)
+            rng = np.random.default_rng([cfg.data.test_seed, fold, i])
+            oos_q = [oos_texts[j] for j in rng.choice(len(oos_texts), n_oos, replace=False)]
+            s, sy, q, qy = episode_texts(test, iep)
+            t0 = own_cpu()
+            clf = FewShotClassifier(algo, tokenizer=tok, query_independent=False)
+            clf.fit(ep.support_x, ep.support_y.tolist()).calibrate_rejection(quantile)
+            pin = clf.predict(ep.query_x)
+            pout = clf.predict(oos_q)
+            cpu[method] = cpu.get(method, 0.0) + own_cpu() - t0
+            answers = {method: (pin, pout)}
+            for name, cls in BASELINES.items():
+                t0 = own_cpu()
+
+                def fit_logits(tx, ty, qx, cls=cls):
+                    return cls(vec).fit(tx, ty).logits(qx)
+
+                thr = loo_threshold(fit_logits, s, sy, quantile)
+                model = cls(vec).fit(s, sy)
+                zin, zout = model.logits(q), model.logits(oos_q)
+                pin_b = np.where(zin.max(1) < thr, "out_of_scope", model.classes_[zin.argmax(1)].astype(object))
+                pout_b = np.where(zout.max(1) < thr, "out_of_scope", "in_scope")
+                answers[name] = (pin_b, pout_b)
+                cpu[name] = cpu.get(name, 0.0) + own_cpu() - t0
+            for name, (a_in, a_out) in answers.items():
+                rec = scores.setdefault(name, {"in_scope_accuracy": [], "oos_recall": []})
+                rec["in_scope_accuracy"].append(float(np.mean([str(a) == str(b) for a, b in zip(a_in, qy)])))
+                rec["oos_recall"].append(float(np.mean([a == "out_of_scope" for a in a_out])))
+        for name, rec in scores.items():
+            for metric, values in rec.items():
+                m, c = mean_ci(values)
+                record(f"text_clinc150_oos_fold{fold}_5w{k}s_{name}_{metric}", 100 * m, "%",
+                       extra={"ci95": round(100 * c, 3), "n_episodes": len(values), "oos_queries": n_oos,
+                              "in_scope_queries": 25, "reject_quantile": quantile,
+                              "eval_cpu_s": round(cpu[name], 1), "run": str(run)})
+
+
+def fullway(args) -> None:
+    """BANKING77 with all 77 intents, K examples each, by a meta-learner that never saw BANKING77."""
+    import torch
+
+    from metalearn.data.intents import Banking77, Clinc150, Hwu64
+    from metalearn.data.registry import DATASETS, register_dataset
+    from metalearn.data.text import TextDataset, TextTokenizer
+    from metalearn.eval.fewshot import FewShotClassifier
+    from metalearn.presets import get_preset
+    from metalearn.train.loop import load_run, train
+
+    root, method = args.data_root, args.methods[0]
+    # the meta-training corpus: every in-scope utterance of CLINC150 and HWU64 (a fold's three
+    # class lists together cover every intent), a seeded tenth of the intents kept for validation
+    texts, labels = [], []
+    for name, cls in (("clinc150", Clinc150), ("hwu64", Hwu64)):
+        for split in ("train", "val", "test"):
+            part = cls(split, fold=1, root=root)
+            texts += part.texts
+            labels += [f"{name}:{part.class_names[c]}" for c in part.labels]
+    classes = sorted(set(labels))
+    val = set(np.random.default_rng(0).choice(classes, len(classes) // 10, replace=False).tolist())
+    pick = lambda keep: ([t for t, c in zip(texts, labels) if keep(c)],  # noqa: E731
+                         [c for c in labels if keep(c)])
+    train_texts, train_labels = pick(lambda c: c not in val)
+    tok = TextTokenizer.train(train_texts, "wordpiece", 8000, 64)
+    sources = {"train": TextDataset(train_texts, train_labels, tok, name="clinc-hwu"),
+               "val": TextDataset(*pick(lambda c: c in val), tok, name="clinc-hwu")}
+    if "clinc150+hwu64" not in DATASETS:
+        register_dataset("clinc150+hwu64", lambda cfg, split: sources[split], images=False, text=True,
+                         description="CLINC150 and HWU64 in-scope intents (benchmarks/text_fewshot.py)")
+    cfg = get_preset(f"{method}-clinc150-5w5s")
+    cfg.name = f"{method}-clinc150+hwu64-fullway"
+    cfg.data.dataset, cfg.data.test_split, cfg.data.root = "clinc150+hwu64", "val", root
+    cfg.data.n_way, cfg.data.k_shot, cfg.data.n_query = args.train_way, 5, 5
+    if args.steps:
+        cfg.train.steps = args.steps
+    run = args.out / "fullway" / method
+    timing = run / "cpu_seconds.json"
+    if not timing.exists():
+        t0 = own_cpu()
+        train(cfg, run, resume=(run / "checkpoints" / "last.json").exists(), quiet=True)
+        timing.write_text(json.dumps({"train": own_cpu() - t0}))
+    train_cpu = json.loads(timing.read_text())["train"]
+    algo, cfg, _ = load_run(run, "best", "cpu")
+    b_train = Banking77("full-train", root=root, tokenizer=tok)
+    b_test = Banking77("full-test", root=root, tokenizer=tok)
+    test_ids = b_test.gather(torch.arange(len(b_test)))
+    test_y = np.asarray([b_test.class_names[c] for c in b_test.labels])
+    for k in (5, 10):
+        accs: dict[str, list[float]] = {}
+        cpu: dict[str, float] = {}
+        for draw in range(5):
+            rng = np.random.default_rng([draw, k])
+            chosen = np.concatenate([rng.choice(np.flatnonzero(b_train.labels == c), k, replace=False)
+                                     for c in range(b_train.num_classes)])
+            s = [b_train.texts[i] for i in chosen]
+            sy = [b_train.class_names[b_train.labels[i]] for i in chosen]
+            t0 = own_cpu()
+            clf = FewShotClassifier(algo, tokenizer=tok, query_independent=False).fit(s, sy)
+            accs.setdefault(method, []).append(float(np.mean(clf.predict(test_ids) == test_y)))
+            cpu[method] = cpu.get(method, 0.0) + own_cpu() - t0
+            vec = tfidf(s)  # a few-shot baseline sees the support texts only
+            for name, cls in BASELINES.items():
+                t0 = own_cpu()
+                model = cls(vec).fit(s, sy)
+                pred = model.classes_[model.logits(b_test.texts).argmax(1)]
+                accs.setdefault(name, []).append(float(np.mean(pred == test_y)))
+                cpu[name] = cpu.get(name, 0.0) + own_cpu() - t0
+        for name, values in accs.items():
+            m, c = mean_ci(values)
+            extra = {"ci95": round(100 * c, 3), "draws": 5, "per_draw": [round(100 * v, 2) for v in values],
+                     "test_utterances": len(test_y), "eval_cpu_s": round(cpu[name], 1)}
+            if name == method:
+                extra.update(train_cpu_s=round(train_cpu, 1), train_steps=cfg.train.steps,
+                             train_shape=f"{cfg.data.n_way}-way 5-shot on CLINC150+HWU64")
+            record(f"text_banking77_fullway_{k}shot_{name}_accuracy", 100 * m, "%", extra=extra)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("protocol", choices=("episodic", "fullway", "oos"))
@@ -256,9 +411,13 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=["protonet"],
                    help="meta-learners (preset prefixes: protonet, anil, baseline-pp, generator)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of the presets")
+    p.add_argument("--train-way", type=int, default=20, help="fullway: classes per meta-training episode")
+    p.add_argument("--episodes", type=int, default=600, help="oos: test episodes per fold")
+    p.add_argument("--reject-quantile", type=float, default=0.05,
+                   help="oos: quantile of the support's leave-one-out scores under the threshold")
     args = p.parse_args()
     start = time.time()
-    {"episodic": episodic}[args.protocol](args)
+    {"episodic": episodic, "oos": oos, "fullway": fullway}[args.protocol](args)
     print(f"# {args.protocol} done in {time.time() - start:.0f} s", file=sys.stderr)
 
 
