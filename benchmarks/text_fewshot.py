@@ -298,7 +298,7 @@ def oos(args) -> None:
             for name, cls in BASELINES.items():
                 t0 = own_cpu()
 
-                def fit_logits(tx, ty, qx, cls=cls):
+                def fit_logits(tx, ty, qx, cls=cls, vec=vec):
                     return cls(vec).fit(tx, ty).logits(qx)
 
                 thr = loo_threshold(fit_logits, s, sy, quantile)
