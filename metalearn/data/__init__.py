@@ -6,8 +6,16 @@ from metalearn.data.cache import cache_dir, data_root
 from metalearn.data.download import ChecksumError, UnsafeArchiveError
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
 from metalearn.data.images import CorruptImageError
-from metalearn.data.intents import (Banking77, Clinc150, Hwu64, IntentDataset, download_intents,
-                                    read_hf_dataset, read_text_file, split_text_dataset)
+from metalearn.data.intents import (
+    Banking77,
+    Clinc150,
+    Hwu64,
+    IntentDataset,
+    download_intents,
+    read_hf_dataset,
+    read_text_file,
+    split_text_dataset,
+)
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks, TaskFamily
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
