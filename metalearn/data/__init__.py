@@ -6,15 +6,28 @@ from metalearn.data.cache import cache_dir, data_root
 from metalearn.data.download import ChecksumError, UnsafeArchiveError
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
 from metalearn.data.images import CorruptImageError
+from metalearn.data.intents import (
+    Banking77,
+    Clinc150,
+    Hwu64,
+    IntentDataset,
+    download_intents,
+    read_hf_dataset,
+    read_text_file,
+    split_text_dataset,
+)
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks, TaskFamily
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
+from metalearn.data.text import TextDataset, TextTokenizer
 from metalearn.data.torch_dataset import TorchDataset
 from metalearn.data.transforms import Augment, Normalize, StandardizeBySupport
 
 __all__ = [
-    "ArrayDataset", "Augment", "ChecksumError", "ClassDataset", "CorruptImageError", "EpisodeSampler",
-    "FixedEpisodes", "ImageFolder", "LinearTasks", "MiniImageNet", "Normalize", "Omniglot",
-    "SinusoidTasks", "StandardizeBySupport", "TaskFamily", "TorchDataset", "UnsafeArchiveError",
-    "cache_dir", "data_root", "split_classes",
+    "ArrayDataset", "Augment", "Banking77", "ChecksumError", "ClassDataset", "Clinc150",
+    "CorruptImageError", "EpisodeSampler", "FixedEpisodes", "Hwu64", "ImageFolder", "IntentDataset",
+    "LinearTasks", "MiniImageNet", "Normalize", "Omniglot", "SinusoidTasks", "StandardizeBySupport",
+    "TaskFamily", "TextDataset", "TextTokenizer", "TorchDataset", "UnsafeArchiveError", "cache_dir",
+    "data_root", "download_intents", "read_hf_dataset", "read_text_file", "split_classes",
+    "split_text_dataset",
 ]

@@ -17,6 +17,8 @@ import urllib.request
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from metalearn.data.cache import sha256_file
+
 
 class ChecksumError(ValueError):
     """A downloaded or local file does not have the expected digest (bad input: a ValueError)."""
@@ -35,19 +37,24 @@ def md5_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def verify_md5(path: Path, expected: str) -> None:
-    """Raise :class:`ChecksumError` (and delete ``path``) when its MD5 is not ``expected``."""
-    actual = md5_file(path)
+def verify_md5(path: Path, expected: str, algorithm: str = "md5") -> None:
+    """Raise :class:`ChecksumError` (and delete ``path``) when its digest is not ``expected``.
+
+    Args:
+        algorithm: ``md5`` (the Omniglot archives) or ``sha256`` (the text datasets' MANIFESTs).
+    """
+    actual = md5_file(path) if algorithm == "md5" else sha256_file(path)
     if actual != expected:
         path.unlink(missing_ok=True)
         raise ChecksumError(
-            f"{path.name}: checksum mismatch (expected md5 {expected}, got {actual}); the file was "
+            f"{path.name}: checksum mismatch (expected {algorithm} {expected}, got {actual}); the file was "
             "removed. Download it again, or place a good copy under the data root."
         )
 
 
-def download(url: str, dest: Path, md5: str, *, quiet: bool = False) -> Path:
-    """Download ``url`` to ``dest`` through a ``.part`` file and verify its MD5.
+def download(url: str, dest: Path, md5: str, *, quiet: bool = False, algorithm: str = "md5") -> Path:
+    """Download ``url`` to ``dest`` through a ``.part`` file and verify its digest ``md5``
+    (a SHA-256 hex digest with ``algorithm="sha256"``).
 
     Progress goes to stderr. On a checksum mismatch or an interrupted transfer the partial file
     is removed and nothing is left at ``dest``.
@@ -77,7 +84,7 @@ def download(url: str, dest: Path, md5: str, *, quiet: bool = False) -> Path:
                     print(f"\rdownloading {dest.name}: {done / 1e6:7.1f} MB{frac}", end="", file=sys.stderr)
         if not quiet and sys.stderr.isatty():
             print(file=sys.stderr)
-        verify_md5(part, md5)
+        verify_md5(part, md5, algorithm)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

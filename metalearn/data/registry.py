@@ -13,6 +13,7 @@ from pathlib import Path
 
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
 from metalearn.data.images import IMAGE_EXTENSIONS
+from metalearn.data.intents import INTENT_DATASETS, read_text_file, split_text_dataset
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks
 
@@ -29,6 +30,8 @@ class DatasetEntry:
         images: True for image datasets, False for regression task families.
         channels: Image channels; ``None``: set by ``data.channels``.
         invert: Images are inverted after decoding (Omniglot: strokes become 1).
+        text: Text datasets: each example is a row of ``data.max_length`` int64 token ids
+            (:class:`~metalearn.data.text.TextDataset`, ``images=False``).
     """
 
     description: str
@@ -36,6 +39,7 @@ class DatasetEntry:
     images: bool = True
     channels: int | None = None
     invert: bool = False
+    text: bool = False
 
 
 def _omniglot(cfg, split: str):
@@ -117,6 +121,43 @@ def _folder(cfg, split: str):
     return ImageFolder(root, image_size=cfg.image_size, channels=cfg.channels).subset_classes(flat[role])
 
 
+def _intents(name: str) -> Callable:
+    def build(cfg, split: str):
+        return INTENT_DATASETS[name](split, fold=cfg.fold, root=cfg.root, tokenizer=cfg.tokenizer,
+                                     vocab_size=cfg.vocab_size, max_length=cfg.max_length,
+                                     lowercase=cfg.lowercase)
+    build.__name__ = f"_{name}"
+    return build
+
+
+def text_file_split(cfg) -> dict:
+    """The seeded class split of ``data.dataset=text-file`` (``data.root`` is the file), as
+    written to ``RUN_DIR/splits.json``: its classes by ``data.split_fractions`` and
+    ``data.split_seed``.
+
+    Raises:
+        ValueError / FileNotFoundError: no ``data.root``, or a file :func:`read_text_file` refuses.
+    """
+    return _text_file_rows(cfg)[2]
+
+
+def _text_file_rows(cfg) -> tuple[list[str], list[str], dict]:
+    if cfg.root is None:
+        raise ValueError("data.dataset=text-file needs data.root (or --data-root): a CSV, TSV or JSONL "
+                         "file with columns data.text_column and data.label_column")
+    texts, labels = read_text_file(cfg.root, cfg.text_column, cfg.label_column)
+    return texts, labels, {"root": str(cfg.root), "split_fractions": list(cfg.split_fractions),
+                           "split_seed": cfg.split_seed,
+                           **split_classes(sorted(set(labels)), cfg.split_fractions, cfg.split_seed)}
+
+
+def _text_file(cfg, split: str):
+    texts, labels, classes = _text_file_rows(cfg)
+    return split_text_dataset(texts, labels, {k: classes[k] for k in ("train", "val", "test")}, split,
+                              cfg.tokenizer, vocab_size=cfg.vocab_size, max_length=cfg.max_length,
+                              lowercase=cfg.lowercase, name="text-file")
+
+
 def _sinusoid(cfg, split: str):
     return SinusoidTasks()
 
@@ -137,13 +178,25 @@ DATASETS: dict[str, DatasetEntry] = {
     "sinusoid": DatasetEntry("regression y = A sin(x - phase), A in [0.1, 5], phase in [0, pi], "
                              "x in [-5, 5] (MAML); built in, no download", _sinusoid, False),
     "linear": DatasetEntry("regression y = a x + b, a and b in [-3, 3]; built in", _linear, False),
+    "banking77": DatasetEntry("BANKING77 intents (77, online banking); splits train/val/test of "
+                              "ProtAugment fold data.fold, full-train/full-test (all 77 intents)",
+                              _intents("banking77"), False, text=True),
+    "clinc150": DatasetEntry("CLINC150 intents (150 in-scope; oos kept apart); splits train/val/test "
+                             "of ProtAugment fold data.fold", _intents("clinc150"), False, text=True),
+    "hwu64": DatasetEntry("HWU64 intents (64, home assistant); splits train/val/test of ProtAugment "
+                          "fold data.fold", _intents("hwu64"), False, text=True),
+    "text-file": DatasetEntry("your sentences: data.root is a CSV/TSV/JSONL file with columns "
+                              "data.text_column and data.label_column; classes split into train/val/"
+                              "test by data.split_fractions and data.split_seed", _text_file, False,
+                              text=True),
 }
 """Name table for the CLI: dataset name -> :class:`DatasetEntry` (add yours with
 :func:`register_dataset`)."""
 
 
 def register_dataset(name: str, build: Callable, *, description: str = "", images: bool = True,
-                     channels: int | None = None, invert: bool = False, replace: bool = False) -> None:
+                     channels: int | None = None, invert: bool = False, replace: bool = False,
+                     text: bool = False) -> None:
     """Add a dataset name to :data:`DATASETS`, so that ``data.dataset=NAME`` trains on it.
 
     Call it from Python before ``metalearn.train.train(cfg)``, ``load_run`` or
@@ -163,6 +216,8 @@ def register_dataset(name: str, build: Callable, *, description: str = "", image
         images: The items are images (``(C, H, W)``); False for regression task families.
         channels: Image channels; ``None``: ``data.channels`` of the config.
         invert: Images were inverted after decoding (what ``metalearn adapt`` does to its files).
+        text: The items are token-id rows of a :class:`~metalearn.data.text.TextDataset`
+            (pass ``images=False`` with it).
         replace: Replace an entry of that name (otherwise an error, so that a typo cannot
             shadow a built-in dataset).
 
@@ -183,4 +238,4 @@ def register_dataset(name: str, build: Callable, *, description: str = "", image
     if not callable(build):
         raise TypeError(f"build must be a function build(data_config, split), got {type(build).__name__}")
     DATASETS[name] = DatasetEntry(description or f"registered: {getattr(build, '__name__', name)}",
-                                  build, images, channels, invert)
+                                  build, images, channels, invert, text)

@@ -87,7 +87,9 @@ class _ClassIndex:
                 f"k_shot + n_query = {k_shot} + {n_query} = {per_class} but class "
                 f"{dataset.class_names[small]!r} has only {sizes[small]} examples "
                 f"({int((sizes < per_class).sum())} classes are that small): lower k_shot or n_query "
-                f"to at most {sizes[small]} in total, or drop the small classes"
+                f"to at most {sizes[small]} in total"
+                + (f" (the largest feasible k_shot with n_query={n_query} is {sizes[small] - n_query})"
+                   if sizes[small] > n_query else "") + ", or drop the small classes"
             )
         order = np.argsort(dataset.labels, kind="stable")
         starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
