@@ -253,7 +253,9 @@ def test_a_run_directory_of_the_old_config_format_resumes_and_evaluates(tmp_path
     assert today["model"].pop("weights") is None  # model.weights came later: old files lack it
     del today["train"]["loggers"]
     for key in ("rotations", "split_fractions", "split_seed", "augment", "augment_padding",
-                "augment_degrees"):  # added later (issue 17): an old run lacks them too
+                "augment_degrees",  # added later (issue 17): an old run lacks them too
+                "fold", "tokenizer", "vocab_size", "max_length", "lowercase", "text_column",
+                "label_column"):  # and the text fields (issue 18)
         del today["data"][key]
     assert OLD_FORMAT_CONFIG == today
     train(tiny_config(), tmp_path / "a", quiet=True)

@@ -136,6 +136,53 @@ def read_text_file(path: str | os.PathLike, text_column: str = "text", label_col
     return _column_rows(_records(path, fmt), path, text_column, label_column)
 
 
+def read_queries(path: str | os.PathLike, text_column: str = "text", label_column: str = "label"
+                 ) -> tuple[list[str], list[str] | None]:
+    """Sentences to classify: a ``.txt`` file (one per line) or a CSV / TSV / JSONL file with a
+    text column, and labels when that file also has the label column (to score the answers).
+
+    Blank lines at the end of a ``.txt`` file are ignored; a blank line before them is an error
+    (each line is one query, so a gap would shift which answer belongs to which line).
+
+    Returns:
+        ``(texts, labels)``; ``labels`` is ``None`` without a label column.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: as :func:`read_text_file`, or an empty line / file.
+
+    Examples:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "queries.txt"
+        >>> _ = f.write_text("where is my card\n  block it  \n\n")
+        >>> read_queries(f)
+        (['where is my card', 'block it'], None)
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"no query file {path}: pass a .txt file of sentences (one per line) "
+                                "or a CSV / TSV / JSONL file with a text column")
+    if path.suffix.lower() == ".txt":
+        lines = _read_utf8(path).splitlines()
+        while lines and not lines[-1].strip():
+            lines.pop()
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                raise ValueError(f"{path}: line {n} is empty: one sentence per line, remove the blank line")
+        if not lines:
+            raise ValueError(f"{path} holds no sentences: write one per line")
+        return [line.strip() for line in lines], None
+    fmt = TEXT_FILE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: queries are read by extension: .txt (one sentence per line) or "
+                         f"{', '.join(TEXT_FILE_FORMATS)}; rename it accordingly")
+    records = list(_records(path, fmt))
+    if records and label_column in records[0][1]:
+        return _column_rows(iter(records), path, text_column, label_column)
+    unlabelled = ((where, {**record, label_column: "?"}, columns) for where, record, columns in records)
+    return _column_rows(unlabelled, path, text_column, label_column)[0], None
+
+
 def read_hf_dataset(dataset, text_column: str = "text", label_column: str = "label"
                     ) -> tuple[list[str], list[str]]:
     """Texts and labels of a Hugging Face ``datasets.Dataset`` with named columns.
