@@ -154,7 +154,7 @@ def read_queries(path: str | os.PathLike, text_column: str = "text", label_colum
     Examples:
         >>> import tempfile
         >>> f = Path(tempfile.mkdtemp()) / "queries.txt"
-        >>> _ = f.write_text("where is my card\n  block it  \n\n")
+        >>> _ = f.write_text("where is my card\\n  block it  \\n\\n")
         >>> read_queries(f)
         (['where is my card', 'block it'], None)
     """
