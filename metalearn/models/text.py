@@ -254,11 +254,18 @@ class PretrainedTextEncoder(Backbone):
         ``ids``: ``(N, L)`` int64 -> ``(N, out_features)``, or ``(N, hidden_size)`` when
         ``out_features`` is None.
 
+    ``vmap_safe = False``: a Hugging Face forward branches on tensor values, which
+    ``torch.func.vmap`` cannot trace, so MAML's ``task_mode="auto"`` maps its tasks by the loop
+    (or threads) instead; ``task_mode="vmap"`` fails on it.
+
     Raises:
         ImportError: transformers is missing (``pip install 'metalearn[text]'``).
         ValueError: an unknown ``pooling``, a folder that does not exist, or a tokenizer that
             does not match the model.
     """
+
+    vmap_safe = False
+    """Never map tasks of this encoder with ``torch.func.vmap`` (see the class docstring)."""
 
     def __init__(self, path: str, pooling: Literal["mean", "cls"] = "mean", freeze: bool = True,
                  out_features: int | None = None, local_files_only: bool = True,

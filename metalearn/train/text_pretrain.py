@@ -141,7 +141,7 @@ def pretrain_text_encoder(encoder: TextCNN | TextTransformer, ids: Tensor, *,
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         opt.step()
-                        losses.append(float(loss))
+                        losses.append(float(loss.detach()))
                         bar.update(1)
                         bar.set_postfix(loss=f"{losses[-1]:.4g}", refresh=False)
         finally:
