@@ -115,38 +115,24 @@ def test_backbone_names_and_their_options(capsys):
 # ---------------------------------------------------------------- learning
 
 
-def test_text_cnn_learns_a_separable_text_task_with_protonet():
+@pytest.mark.parametrize(("kind", "steps", "target"), [("cnn", 150, 0.95), ("transformer", 100, 0.85)])
+def test_a_tiny_encoder_learns_a_separable_text_task_with_protonet(kind, steps, target):
+    """5-way 5-shot on held-out classes; the CNN reaches 95% in about 3 s on one core, the
+    transformer learns more slowly (about 93% after 300 steps)."""
     train, test = split(*intent_corpus())
     torch.manual_seed(0)
-    algo = ProtoNet(tiny("cnn", d=32, d2=32))
+    algo = ProtoNet(tiny(kind, d=32, d2=32))
     episodes = list(FixedEpisodes(test, 5, 5, 5, 50, seed=1))
     before = protonet_accuracy(algo, episodes)
     opt = torch.optim.Adam(algo.parameters(), 3e-3)
     sampler = EpisodeSampler(train, 5, 5, 5, seed=0)
-    for _ in range(150):
+    for _ in range(steps):
         loss, _ = algo.meta_loss(sampler.sample_batch(2))
         opt.zero_grad()
         loss.backward()
         opt.step()
     after = protonet_accuracy(algo, episodes)
-    assert after >= 0.95 and after > before + 0.15, (before, after)
-
-
-def test_text_transformer_improves_with_protonet():
-    train, test = split(*intent_corpus())
-    torch.manual_seed(0)
-    algo = ProtoNet(tiny("transformer", d=32))
-    episodes = list(FixedEpisodes(test, 5, 5, 5, 50, seed=1))
-    before = protonet_accuracy(algo, episodes)
-    opt = torch.optim.Adam(algo.parameters(), 3e-3)
-    sampler = EpisodeSampler(train, 5, 5, 5, seed=0)
-    for _ in range(100):
-        loss, _ = algo.meta_loss(sampler.sample_batch(2))
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    after = protonet_accuracy(algo, episodes)
-    assert after >= 0.85 and after > before + 0.15, (before, after)
+    assert after >= target and after > before + 0.15, (before, after)
 
 
 # ---------------------------------------------------------------- the functional core
