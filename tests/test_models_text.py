@@ -71,6 +71,16 @@ def id_batch(n_tasks=3, n_way=3, k_shot=2, n_query=2, seed=0):
     return EpisodeBatch.stack(eps)
 
 
+@pytest.fixture
+def one_thread():
+    """Training tests run on one intra-op thread: as fast on these tiny models, and not slowed
+    many times over when other processes share the cores."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 # ---------------------------------------------------------------- shapes and masks
 
 
@@ -116,7 +126,7 @@ def test_backbone_names_and_their_options(capsys):
 
 
 @pytest.mark.parametrize(("kind", "steps", "target"), [("cnn", 150, 0.95), ("transformer", 100, 0.85)])
-def test_a_tiny_encoder_learns_a_separable_text_task_with_protonet(kind, steps, target):
+def test_a_tiny_encoder_learns_a_separable_text_task_with_protonet(kind, steps, target, one_thread):
     """5-way 5-shot on held-out classes; the CNN reaches 95% in about 3 s on one core, the
     transformer learns more slowly (about 93% after 300 steps)."""
     train, test = split(*intent_corpus())
@@ -297,7 +307,7 @@ def centroid_accuracy(encoder, ids, y) -> float:
 
 
 @pytest.mark.parametrize("kind", ["cnn", "transformer"])
-def test_simcse_pretraining_raises_nearest_centroid_accuracy(kind):
+def test_simcse_pretraining_raises_nearest_centroid_accuracy(kind, one_thread):
     """Five frequent stop-word tokens swamp random features; SimCSE, which must tell sentences
     apart, learns to look past them (at random init the centroid accuracy is 0.85 / 0.57)."""
     ids, y = intent_corpus(n_classes=12, per_class=20, n_noise=5)
@@ -313,7 +323,7 @@ def test_simcse_pretraining_raises_nearest_centroid_accuracy(kind):
 
 
 @pytest.mark.parametrize("kind", ["cnn", "transformer"])
-def test_mlm_loss_decreases_and_pretraining_is_deterministic(kind):
+def test_mlm_loss_decreases_and_pretraining_is_deterministic(kind, one_thread):
     ids, _ = intent_corpus(n_classes=12, per_class=20)
     runs = []
     for _ in range(2):
