@@ -59,10 +59,13 @@ def resolve_task_mode(task_mode: str, device: torch.device, module: nn.Module | 
     higher in memory (benchmarks/maml_throughput.py). ``"vmap"`` for small fully connected
     backbones such as the sinusoid MLP, where per-task Python overhead dominates (vmap was 2.2x
     faster for MAML on 5-shot sinusoids with meta-batch 25). Without ``module``, CPU is treated
-    as convolutional.
+    as convolutional. A module with a false ``vmap_safe`` attribute (a Hugging Face encoder,
+    whose forward branches on tensor values) is never vmapped.
     """
     check_task_mode(task_mode)
     if task_mode == "auto":
+        if module is not None and getattr(module, "vmap_safe", True) is False:
+            return "threads" if second_order and torch.get_num_threads() > 1 else "loop"
         if device.type == "cuda":
             return "vmap"
         if module is not None and not any(

@@ -1,4 +1,5 @@
-"""Backbones for meta-learning: Conv4, MLP and ResNet-12 with vmap-safe normalisation.
+"""Backbones for meta-learning: Conv4, MLP and ResNet-12 with vmap-safe normalisation, and text
+encoders over token ids (TextCNN, TextTransformer, a pretrained Hugging Face model).
 
 Every backbone takes ``norm`` (``"transductive"``, ``"task"``, ``"group"`` or ``"none"``),
 never keeps running statistics, and with ``out_features=None`` returns flat features and
@@ -17,11 +18,15 @@ from metalearn.models.norm import (
     make_norm,
 )
 from metalearn.models.resnet12 import ResNet12
+from metalearn.models.text import PretrainedTextEncoder, TextCNN, TextTransformer
 
 BACKBONES = {
     "conv4": Conv4,
     "mlp": MLP,
     "resnet12": ResNet12,
+    "text-cnn": TextCNN,
+    "text-transformer": TextTransformer,
+    "hf-text": PretrainedTextEncoder,
 }
 """Name table for the CLI: backbone name -> class (constructor keyword arguments as documented)."""
 
@@ -33,7 +38,10 @@ __all__ = [
     "Conv4",
     "FeatureMaps",
     "MLP",
+    "PretrainedTextEncoder",
     "ResNet12",
+    "TextCNN",
+    "TextTransformer",
     "check_no_running_stats",
     "make_norm",
     "run_backbone",
