@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from metalearn._rng import derive_seed
-from metalearn.data.registry import DATASETS, folder_split
+from metalearn.data.registry import DATASETS, folder_split, text_file_split
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
 from metalearn.data.torch_dataset import as_source
 from metalearn.data.transforms import Augment
@@ -59,12 +59,13 @@ def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, s
 
 def write_splits(cfg: DataConfig, run_dir: str | Path) -> Path | None:
     """Write ``RUN_DIR/splits.json``, the classes of each split, where the run made the split
-    itself (a flat ``folder`` dataset, split by ``data.split_fractions`` and ``data.split_seed``).
+    itself (a flat ``folder`` dataset or a ``text-file``, split by ``data.split_fractions`` and
+    ``data.split_seed``).
 
     Returns:
         The file written, or ``None`` when the dataset brings its own splits.
     """
-    split = folder_split(cfg)
+    split = text_file_split(cfg) if cfg.dataset == "text-file" else folder_split(cfg)
     if split is None:
         return None
     path = Path(run_dir) / "splits.json"
