@@ -31,6 +31,7 @@ Usage:
         [--folds 1 2 3 4 5] [--methods protonet ...] [--steps N]
     python benchmarks/text_fewshot.py fullway --out runs/text [--steps N]
     python benchmarks/text_fewshot.py oos --out runs/text [--folds 1 ...]
+    python benchmarks/text_fewshot.py ssl --out runs/text --datasets banking77 --folds 1 [--ssl simcse]
 """
 
 from __future__ import annotations
@@ -418,9 +419,61 @@ def fullway(args) -> None:
             record(f"text_banking77_fullway_{k}shot_{name}_accuracy", 100 * m, "%", extra=extra)
 
 
+def ssl(args) -> None:
+    """Does self-supervised pretraining on the meta-training texts pay? SimCSE or masked-token
+    pretraining of the encoder (labels unused), then the same ProtoNet meta-training, against the
+    plain run of the ``episodic`` protocol, paired on the same test episodes."""
+    import torch
+
+    from metalearn.models import BACKBONES
+    from metalearn.presets import get_preset
+    from metalearn.train.config import validate
+    from metalearn.train.data import build_source
+    from metalearn.train.text_pretrain import pretrain_text_encoder, save_text_encoder
+
+    method = args.methods[0]
+    for ds in args.datasets:
+        for fold in args.folds:
+            plain = args.out / ds / f"fold{fold}" / method
+            if not all((plain / f"eval_test_5w{k}s.json").exists() for k in args.shots):
+                raise SystemExit(f"{plain} is not evaluated: run the episodic protocol for {ds} fold {fold} first")
+            cfg = get_preset(f"{method}-{ds}-5w5s")
+            cfg.data.fold, cfg.data.root = fold, args.data_root
+            validate(cfg)
+            run = args.out / ds / f"fold{fold}" / f"{method}+{args.ssl}"
+            weights = run.parent / f"{method}+{args.ssl}.safetensors"
+            cpu_file = run.parent / f"{method}+{args.ssl}.cpu.json"
+            if not weights.exists():
+                train = build_source(cfg.data, "train")
+                torch.manual_seed(0)
+                encoder = BACKBONES[cfg.model.backbone](**cfg.model.options)
+                t0 = own_cpu()
+                losses = pretrain_text_encoder(encoder, train.gather(torch.arange(len(train))), method=args.ssl,
+                                               steps=args.ssl_steps, seed=0, progress=False)
+                cpu_file.write_text(json.dumps({"pretrain": own_cpu() - t0, "first_loss": losses[0],
+                                                "last_loss": losses[-1]}))
+                save_text_encoder(encoder, weights)
+            pre = json.loads(cpu_file.read_text())
+            sets = [f"data.fold={fold}", f"data.root={args.data_root}", f"model.weights={weights.resolve()}"]
+            if args.steps:
+                sets += [f"train.steps={args.steps}"]
+            res = train_and_eval(run, f"{method}-{ds}-5w5s", sets, args.shots)
+            for k in args.shots:
+                base = json.loads((plain / f"eval_test_5w{k}s.json").read_text())["result"]
+                m, c = mean_ci(res[k]["per_episode"])
+                record(f"text_{ds}_fold{fold}_5w{k}s_{method}+{args.ssl}_accuracy", 100 * m, "%",
+                       extra={"ci95": round(100 * c, 3), "n_episodes": len(res[k]["per_episode"]),
+                              "pretrain_steps": args.ssl_steps, "pretrain_cpu_s": round(pre["pretrain"], 1),
+                              "train_cpu_s": round(res["train_cpu_s"], 1),
+                              "command": res["train_command"] + " && " + res[k]["eval_command"]})
+                d, c = paired(res[k]["per_episode"], base["per_episode"])
+                record(f"text_{ds}_fold{fold}_5w{k}s_{method}+{args.ssl}_minus_{method}", 100 * d, "%",
+                       extra={"ci95": round(100 * c, 3), "paired": True})
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("protocol", choices=("episodic", "fullway", "oos"))
+    p.add_argument("protocol", choices=("episodic", "fullway", "oos", "ssl"))
     p.add_argument("--out", type=Path, default=Path("runs/text"), help="folder of the training runs")
     p.add_argument("--data-root", default=os.environ.get("METALEARN_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -429,13 +482,15 @@ def main() -> None:
     p.add_argument("--methods", nargs="*", default=["protonet"],
                    help="meta-learners (preset prefixes: protonet, anil, baseline-pp, generator)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of the presets")
+    p.add_argument("--ssl", choices=("simcse", "mlm"), default="simcse", help="ssl: the pretraining")
+    p.add_argument("--ssl-steps", type=int, default=1000, help="ssl: pretraining steps (batches of 64 texts)")
     p.add_argument("--train-way", type=int, default=20, help="fullway: classes per meta-training episode")
     p.add_argument("--episodes", type=int, default=600, help="oos: test episodes per fold")
     p.add_argument("--reject-quantile", type=float, default=0.05,
                    help="oos: quantile of the support's leave-one-out scores under the threshold")
     args = p.parse_args()
     start = time.time()
-    {"episodic": episodic, "oos": oos, "fullway": fullway}[args.protocol](args)
+    {"episodic": episodic, "oos": oos, "fullway": fullway, "ssl": ssl}[args.protocol](args)
     print(f"# {args.protocol} done in {time.time() - start:.0f} s", file=sys.stderr)
 
 

@@ -106,3 +106,16 @@ def test_every_utterance_of_a_class_is_in_an_episode_split(root):
     assert len(full) == 3080 and full.num_classes == 77 and set(full.class_sizes().tolist()) == {40}
     oos = I.Clinc150("test", root=root)
     assert [len(oos.oos_texts(p)) for p in ("train", "val", "test")] == [100, 100, 1000]
+
+
+def test_prepare_data_imports_verifies_and_reports_each_fold(root, tmp_path, capsys, monkeypatch):
+    from metalearn.cli import main
+
+    monkeypatch.setenv("METALEARN_CACHE", str(tmp_path / "cache"))
+    code = main(["prepare-data", "hwu64", "--data-root", str(tmp_path / "data"), "--from", str(root)])
+    out = capsys.readouterr().out
+    assert code == 0 and (tmp_path / "data" / "hwu64" / "full.jsonl").is_file()
+    for fold, (tr, va, te) in enumerate([(16, 23, 25), (30, 15, 19), (24, 18, 22), (20, 15, 29), (25, 11, 28)], 1):
+        assert f"fold {fold}: train {tr} intents" in out and f"val {va} intents" in out and f"test {te} intents" in out
+    code = main(["prepare-data", "hwu64", "--data-root", str(tmp_path / "other"), "--from", str(tmp_path)])
+    assert code != 0 and "lacks full.jsonl" in capsys.readouterr().err

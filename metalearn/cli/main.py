@@ -154,10 +154,11 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("prepare-data", formatter_class=_Formatter, help="download/import and cache a dataset",
                        description="Download (or import from --from), verify and cache a dataset; "
                                    "report its counts.")
-    d.add_argument("dataset", choices=["omniglot"])
+    d.add_argument("dataset", choices=["omniglot", "banking77", "clinc150", "hwu64"])
     d.add_argument("--data-root", help="where datasets live (default $METALEARN_DATA or ~/.cache/metalearn)")
-    d.add_argument("--from", dest="source", metavar="PATH", help="folder holding images_background.zip "
-                   "and images_evaluation.zip (or their extracted folders) to import instead of downloading")
+    d.add_argument("--from", dest="source", metavar="PATH", help="folder to import instead of downloading: "
+                   "Omniglot's images_background.zip and images_evaluation.zip (or their extracted "
+                   "folders); an intent dataset's files as its MANIFEST lists them (with splits/)")
     d.add_argument("--image-size", type=int, default=28, help="side of the cached images")
     return p
 
@@ -446,12 +447,46 @@ def _cached_listing() -> dict:
     return sections
 
 
+def _prepare_intents(args) -> int:
+    """``metalearn prepare-data banking77|clinc150|hwu64``: import or download, verify, tokenise
+    and cache each fold's splits, and report their counts."""
+    import shutil
+
+    from metalearn.data.cache import cache_dir, data_root
+    from metalearn.data.intents import INTENT_DATASETS, SOURCES, _expected_files, locate_intents
+
+    root, name = data_root(args.data_root), args.dataset
+    target = root / SOURCES[name].folder
+    if args.source:
+        src = Path(args.source).expanduser()
+        base = src / SOURCES[name].folder if (src / SOURCES[name].folder).is_dir() else src
+        for rel in _expected_files(name):
+            cand, dest = base / rel, target / rel
+            if not cand.is_file():
+                raise FileNotFoundError(f"--from {src} lacks {rel}: point it at the folder holding "
+                                        f"{', '.join(SOURCES[name].files)} and splits/")
+            if not dest.exists():
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(cand, dest)
+        _print(f"imported {base} -> {target}")
+    folder = locate_intents(name, root, download=args.source is None)
+    _print(f"{name} in {folder}:")
+    for fold in range(1, 6):
+        parts = [INTENT_DATASETS[name](split, fold=fold, root=root) for split in ("train", "val", "test")]
+        counts = ", ".join(f"{p.split} {p.num_classes} intents / {len(p)} utterances" for p in parts)
+        _print(f"  fold {fold}: {counts}; vocabulary {parts[0].tokenizer.vocab_size} tokens")
+    _print(f"cache: {cache_dir(None, root)}")
+    return 0
+
+
 def _cmd_prepare(args) -> int:
     import shutil
 
     from metalearn.data import Omniglot
     from metalearn.data.cache import data_root
 
+    if args.dataset != "omniglot":
+        return _prepare_intents(args)
     root = data_root(args.data_root)
     target = root / "omniglot"
     if args.source:
