@@ -12,7 +12,7 @@ import torch
 from metalearn.algorithms import MAML, MAMLConfig, ProtoNet
 from metalearn.data.base import ClassDataset
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
-from metalearn.models import BACKBONES, PretrainedTextEncoder, TextCNN, TextTransformer
+from metalearn.models import BACKBONES, PretrainedTextEncoder, TextBag, TextCNN, TextTransformer
 from metalearn.models.weights import load_backbone
 from metalearn.train.text_pretrain import pretrain_text_encoder, save_text_encoder
 from metalearn.types import Episode, EpisodeBatch
@@ -367,3 +367,32 @@ def test_text_cnn_bag_appends_the_mean_token_embedding_and_ignores_padding():
     padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.int64)], 1)
     assert torch.allclose(net(padded), out)
     assert net.token_features(ids).shape == (2, 5, 10)
+
+
+def test_text_bag_is_a_normalised_weighted_mean_that_ignores_padding():
+    torch.manual_seed(0)
+    net = TextBag(vocab_size=40, embed_dim=8)
+    ids = torch.tensor([[3, 4, 4, 0, 0], [7, 0, 0, 0, 0]])
+    out = net(ids)
+    expected = torch.nn.functional.normalize(net.embed.weight[[3, 4, 4]].mean(0), dim=0)
+    assert torch.allclose(out[0], expected, atol=1e-6)  # equal weights at the start
+    assert torch.allclose(out.norm(dim=1), torch.ones(2))
+    padded = torch.cat([ids, torch.zeros(2, 4, dtype=torch.int64)], 1)
+    assert torch.allclose(net(padded), out)
+    with torch.no_grad():  # a learned weight moves the bag towards its token
+        net.weight.weight[4] = 5.0
+        moved = net(ids)[0]
+        e4 = torch.nn.functional.normalize(net.embed.weight[4], dim=0)
+        assert float(moved @ e4) > float(out[0] @ e4)
+
+
+def test_text_bag_bigrams_see_word_order_and_an_unseen_token_still_matches():
+    torch.manual_seed(0)
+    net = TextBag(vocab_size=60, embed_dim=64, bigram_buckets=97)
+    a, b = torch.tensor([[5, 6, 7]]), torch.tensor([[7, 6, 5]])
+    assert not torch.allclose(net(a), net(b))  # the bag of tokens alone could not tell them apart
+    plain = TextBag(60, 64)
+    assert torch.allclose(plain(a), plain(b), atol=1e-6)
+    # two sentences sharing a rare token are closer than two that do not
+    share = net(torch.tensor([[10, 11, 50], [12, 13, 50], [12, 13, 51]])).detach()
+    assert float(share[0] @ share[1]) > float(share[0] @ share[2])

@@ -18,13 +18,14 @@ from metalearn.models.norm import (
     make_norm,
 )
 from metalearn.models.resnet12 import ResNet12
-from metalearn.models.text import PretrainedTextEncoder, TextCNN, TextTransformer
+from metalearn.models.text import PretrainedTextEncoder, TextBag, TextCNN, TextTransformer
 
 BACKBONES = {
     "conv4": Conv4,
     "mlp": MLP,
     "resnet12": ResNet12,
     "text-cnn": TextCNN,
+    "text-bag": TextBag,
     "text-transformer": TextTransformer,
     "hf-text": PretrainedTextEncoder,
 }
@@ -40,6 +41,7 @@ __all__ = [
     "MLP",
     "PretrainedTextEncoder",
     "ResNet12",
+    "TextBag",
     "TextCNN",
     "TextTransformer",
     "check_no_running_stats",

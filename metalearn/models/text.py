@@ -150,6 +150,73 @@ class TextCNN(Backbone):
         return out
 
 
+class TextBag(Backbone):
+    """A weighted bag of token (and token-bigram) embeddings, L2-normalised (SWEM / fastText).
+
+    Each real token ``t`` contributes ``w[t] * e[t]``; ``w[t] = softplus(v[t])`` is a learned
+    per-token weight (IDF-like; every token starts at the same weight) and ``e`` a learned
+    embedding. With ``bigram_buckets > 0``, each pair of adjacent real tokens is hashed into one
+    of that many buckets with its own embedding and weight. The weighted mean is L2-normalised,
+    so ProtoNet's squared distance is ``2 - 2 cos``.
+
+    Why a bag: in few-shot intent detection the words that tell two new intents apart are often
+    absent from every meta-training text (36% of BANKING77's fold-1 test-intent word types, 64%
+    of HWU64's). Such a token keeps its random initial embedding, and in a wide bag random
+    embeddings are nearly orthogonal, so two sentences sharing it still come out close (a
+    random projection of the bag of words), while training reshapes the embeddings and weights of
+    the tokens it sees.
+
+    Args:
+        vocab_size: Number of token ids (the tokenizer's ``vocab_size``).
+        embed_dim: Size of the embeddings (and of the features).
+        bigram_buckets: Hash buckets of adjacent-token pairs; 0 for tokens only.
+        pad_id: The padding id (masked out).
+        out_features: Size of a linear head, or ``None`` for the normalised features.
+        dropout: Dropout on the pooled bag while training (0 for vmap).
+
+    Shapes:
+        ``ids``: ``(N, L)`` int64 -> ``(N, embed_dim)``, or ``(N, out_features)``.
+
+    Examples:
+        >>> net = TextBag(vocab_size=50, embed_dim=16, bigram_buckets=32)
+        >>> f = net(torch.randint(1, 50, (3, 7)))
+        >>> tuple(f.shape), bool(torch.allclose(f.norm(dim=1), torch.ones(3)))
+        ((3, 16), True)
+    """
+
+    def __init__(self, vocab_size: int = 8000, embed_dim: int = 512, bigram_buckets: int = 0,
+                 pad_id: int = 0, out_features: int | None = None, dropout: float = 0.0):
+        super().__init__()
+        if embed_dim < 1 or bigram_buckets < 0:
+            raise ValueError(f"embed_dim must be >= 1 and bigram_buckets >= 0, got {embed_dim}, {bigram_buckets}")
+        self.vocab_size, self.pad_id, self.dropout = int(vocab_size), int(pad_id), float(dropout)
+        self.bigram_buckets = int(bigram_buckets)
+        self.embed = nn.Embedding(self.vocab_size, embed_dim)
+        self.weight = nn.Embedding(self.vocab_size, 1)
+        nn.init.zeros_(self.weight.weight)  # softplus(0) for every token at the start
+        if self.bigram_buckets:
+            self.bigram_embed = nn.Embedding(self.bigram_buckets, embed_dim)
+            self.bigram_weight = nn.Embedding(self.bigram_buckets, 1)
+            nn.init.zeros_(self.bigram_weight.weight)
+        self.out_dim = embed_dim
+        self._init_head(out_features)
+
+    def features(self, ids: Tensor, n_support: int | None = None) -> Tensor:
+        _check_ids(ids, type(self).__name__)
+        mask = (ids != self.pad_id).unsqueeze(-1)
+        w = F.softplus(self.weight(ids)) * mask
+        total = (w * self.embed(ids)).sum(1)
+        norm = w.sum(1)
+        if self.bigram_buckets:
+            pair = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.bigram_buckets
+            pmask = mask[:, :-1] & mask[:, 1:]
+            pw = F.softplus(self.bigram_weight(pair)) * pmask
+            total = total + (pw * self.bigram_embed(pair)).sum(1)
+            norm = norm + pw.sum(1)
+        h = _dropout(total / norm.clamp(min=1e-6), self.dropout, self.training)
+        return F.normalize(h, dim=-1)
+
+
 class _Block(nn.Module):
     """A pre-norm transformer block: ``x + attn(LN(x))``, then ``x + mlp(LN(x))``."""
 
