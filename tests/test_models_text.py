@@ -396,3 +396,20 @@ def test_text_bag_bigrams_see_word_order_and_an_unseen_token_still_matches():
     # two sentences sharing a rare token are closer than two that do not
     share = net(torch.tensor([[10, 11, 50], [12, 13, 50], [12, 13, 51]])).detach()
     assert float(share[0] @ share[1]) > float(share[0] @ share[2])
+
+
+def test_text_bag_word_dropout_drops_tokens_only_while_training_and_simcse_takes_it():
+    from metalearn.train.text_pretrain import pretrain_text_encoder
+
+    torch.manual_seed(0)
+    net = TextBag(vocab_size=40, embed_dim=16, dropout=0.5)
+    ids = torch.randint(1, 40, (6, 8))
+    net.eval()
+    assert torch.equal(net(ids), net(ids))
+    net.train()
+    assert not torch.allclose(net(ids), net(ids))  # two views of the same sentences
+    losses = pretrain_text_encoder(TextBag(vocab_size=40, embed_dim=16), ids.repeat(4, 1), steps=5,
+                                   batch_size=8, progress=False)
+    assert len(losses) == 5 and all(np.isfinite(losses))
+    with pytest.raises(ValueError, match="use method='simcse'"):
+        pretrain_text_encoder(TextBag(vocab_size=40, embed_dim=16), ids, method="mlm", steps=1, progress=False)

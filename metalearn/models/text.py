@@ -172,7 +172,9 @@ class TextBag(Backbone):
         bigram_buckets: Hash buckets of adjacent-token pairs; 0 for tokens only.
         pad_id: The padding id (masked out).
         out_features: Size of a linear head, or ``None`` for the normalised features.
-        dropout: Dropout on the pooled bag while training (0 for vmap).
+        dropout: Word dropout while training: each token's (and bigram's) contribution is
+            dropped with this probability (0 for meta-training under vmap; SimCSE pretraining
+            makes its two views of a sentence this way).
 
     Shapes:
         ``ids``: ``(N, L)`` int64 -> ``(N, embed_dim)``, or ``(N, out_features)``.
@@ -203,18 +205,18 @@ class TextBag(Backbone):
 
     def features(self, ids: Tensor, n_support: int | None = None) -> Tensor:
         _check_ids(ids, type(self).__name__)
-        mask = (ids != self.pad_id).unsqueeze(-1)
+        real = (ids != self.pad_id).unsqueeze(-1)
+        # word dropout scales the kept contributions by 1/(1-p), which the mean divides out
+        mask = _dropout(real.to(self.embed.weight.dtype), self.dropout, self.training)
         w = F.softplus(self.weight(ids)) * mask
         total = (w * self.embed(ids)).sum(1)
         norm = w.sum(1)
         if self.bigram_buckets:
             pair = (ids[:, :-1] * 1_000_003 + ids[:, 1:]) % self.bigram_buckets
-            pmask = mask[:, :-1] & mask[:, 1:]
-            pw = F.softplus(self.bigram_weight(pair)) * pmask
+            pw = F.softplus(self.bigram_weight(pair)) * (mask[:, :-1] * mask[:, 1:])
             total = total + (pw * self.bigram_embed(pair)).sum(1)
             norm = norm + pw.sum(1)
-        h = _dropout(total / norm.clamp(min=1e-6), self.dropout, self.training)
-        return F.normalize(h, dim=-1)
+        return F.normalize(total / norm.clamp(min=1e-6), dim=-1)
 
 
 class _Block(nn.Module):

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from metalearn._rng import derive_seed, make_generator
 from metalearn.data.cache import atomic_write
-from metalearn.models.text import TextCNN, TextTransformer
+from metalearn.models.text import TextBag, TextCNN, TextTransformer
 
 
 def simcse_loss(z1: Tensor, z2: Tensor, temperature: float = 0.05) -> Tensor:
@@ -58,7 +58,7 @@ def mask_tokens(ids: Tensor, pad_id: int, mask_id: int, prob: float, generator: 
     return ids.masked_fill(chosen, mask_id), chosen
 
 
-def pretrain_text_encoder(encoder: TextCNN | TextTransformer, ids: Tensor, *,
+def pretrain_text_encoder(encoder: TextCNN | TextTransformer | TextBag, ids: Tensor, *,
                           method: Literal["simcse", "mlm"] = "simcse", steps: int = 500,
                           batch_size: int = 64, lr: float = 1e-3, seed: int = 0,
                           device: str | torch.device | None = None, progress: bool | None = True,
@@ -94,11 +94,15 @@ def pretrain_text_encoder(encoder: TextCNN | TextTransformer, ids: Tensor, *,
         ValueError: for an unknown ``method``, ids that are not ``(N, L)`` integers, fewer than
             two texts, or SimCSE without dropout.
     """
-    if not isinstance(encoder, (TextCNN, TextTransformer)):
-        raise TypeError(f"pretrain_text_encoder pretrains a from-scratch TextCNN or TextTransformer, got "
-                        f"{type(encoder).__name__} (a pretrained Hugging Face encoder is already pretrained)")
+    if not isinstance(encoder, (TextCNN, TextTransformer, TextBag)):
+        raise TypeError(f"pretrain_text_encoder pretrains a from-scratch TextCNN, TextTransformer or "
+                        f"TextBag, got {type(encoder).__name__} (a pretrained Hugging Face encoder is "
+                        "already pretrained)")
     if method not in ("simcse", "mlm"):
         raise ValueError(f"unknown method {method!r}; choose 'simcse' or 'mlm'")
+    if method == "mlm" and isinstance(encoder, TextBag):
+        raise ValueError("masked-token pretraining predicts each token from its context; a TextBag has "
+                         "no per-token features: use method='simcse' (word-dropout views)")
     if ids.dim() != 2 or ids.dtype not in (torch.int64, torch.int32) or len(ids) < 2:
         raise ValueError(f"ids must be (N, L) integer token ids with N >= 2, got {tuple(ids.shape)} {ids.dtype}")
     if method == "simcse" and dropout <= 0:
