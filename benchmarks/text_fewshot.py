@@ -194,7 +194,8 @@ def train_and_eval(run: Path, preset: str, sets: list[str], shots: list[int]) ->
             cmd.append("--resume")
         cpu["train"] = run_cli(cmd)
         timing.write_text(json.dumps(cpu))
-    out = {"train_command": "metalearn " + " ".join(cmd), "train_cpu_s": cpu["train"]}
+    out = {"train_command": "metalearn " + " ".join(cmd), "train_cpu_s": cpu["train"],
+           "backbone": json.loads((run / "config.json").read_text())["model"]["backbone"]}
     for k in shots:
         path = run / f"eval_test_5w{k}s.json"
         ev = ["eval", str(run), "--quiet", "--n-way", "5", "--k-shot", str(k)]
@@ -205,6 +206,14 @@ def train_and_eval(run: Path, preset: str, sets: list[str], shots: list[int]) ->
         out[k] = {"mean": res["mean"], "ci95": res["ci95"], "per_episode": res["per_episode"],
                   "eval_command": "metalearn " + " ".join(ev), "eval_cpu_s": cpu[f"eval{k}"]}
     return out
+
+
+VARIANTS = {
+    # the first recipe measured: the Kim (2014) CNN, 128-d embeddings, Euclidean ProtoNet, 3,000 episodes
+    "text-cnn": ["model.backbone=text-cnn", "model.embed_dim=128", "algorithm.distance=sq_euclidean",
+                 "train.steps=3000"],
+}
+"""``METHOD:VARIANT`` in ``--methods``: the preset with these overrides (recorded as METHOD-VARIANT)."""
 
 
 def episodic(args) -> None:
@@ -223,14 +232,18 @@ def episodic(args) -> None:
             vec = Vectors(tfidf(train.texts))
             fit_cpu = own_cpu() - t0
             results: dict[str, dict] = {}
-            for method in args.methods:
-                sets = [f"data.fold={fold}", f"data.root={args.data_root}"]
+            for label in args.methods:
+                method, _, variant = label.partition(":")
+                sets = [f"data.fold={fold}", f"data.root={args.data_root}", *VARIANTS.get(variant, [])]
+                if variant and variant not in VARIANTS:
+                    raise SystemExit(f"unknown variant {variant!r}; choose {', '.join(VARIANTS)}")
                 if args.steps:
                     sets += [f"train.steps={args.steps}"]
                 if method == "baseline-pp":  # pretrains over the fold's training intents
                     sets += [f"algorithm.n_classes={train.num_classes}"]
-                results[method] = train_and_eval(args.out / ds / f"fold{fold}" / method,
-                                                 f"{method}-{ds}-5w5s", sets, args.shots)
+                results[label.replace(":", "-")] = train_and_eval(
+                    args.out / ds / f"fold{fold}" / label.replace(":", "-"), f"{method}-{ds}-5w5s", sets,
+                    args.shots)
             for k in args.shots:
                 eps = FixedEpisodes(test.index_dataset(), 5, k, 5, n_episodes=cfg.data.test_episodes,
                                     seed=cfg.data.test_seed)
@@ -245,10 +258,11 @@ def episodic(args) -> None:
                     extra = {"ci95": round(100 * c, 3), "n_episodes": len(r["per_episode"]), "fold": fold,
                              "eval_cpu_s": round(r["eval_cpu_s"], 1)}
                     if "train_cpu_s" in res:
-                        extra.update(train_cpu_s=round(res["train_cpu_s"], 1), command=res["train_command"]
+                        extra.update(backbone=res["backbone"], train_cpu_s=round(res["train_cpu_s"], 1),
+                                     command=res["train_command"]
                                      + " && " + r["eval_command"])
                     record(f"text_{ds}_fold{fold}_5w{k}s_{method}_accuracy", 100 * m, "%", extra=extra)
-                for method in args.methods:
+                for method in (label.replace(":", "-") for label in args.methods):
                     for name in BASELINES:
                         d, c = paired(results[method][k]["per_episode"], results[name][k]["per_episode"])
                         record(f"text_{ds}_fold{fold}_5w{k}s_{method}_minus_{name}", 100 * d, "%",
