@@ -350,7 +350,7 @@ def test_saved_pretrained_encoder_loads_as_model_weights(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(enc.state_dict().values(), fresh.state_dict().values()))
     with pytest.raises(ValueError, match="does not match the backbone"):
         load_backbone(tiny("cnn", out_features=5), path)
-    with pytest.raises(TypeError, match="from-scratch TextCNN or TextTransformer"):
+    with pytest.raises(TypeError, match="from-scratch TextCNN, TextTransformer or TextBag"):
         pretrain_text_encoder(torch.nn.Linear(2, 2), ids)
     with pytest.raises(ValueError, match="dropout > 0"):
         pretrain_text_encoder(enc, ids, dropout=0.0)
