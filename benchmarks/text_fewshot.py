@@ -32,6 +32,7 @@ Usage:
     python benchmarks/text_fewshot.py fullway --out runs/text [--steps N]
     python benchmarks/text_fewshot.py oos --out runs/text [--folds 1 ...]
     python benchmarks/text_fewshot.py ssl --out runs/text --datasets banking77 --folds 1 [--ssl simcse]
+    python benchmarks/text_fewshot.py table      # the markdown tables of docs/text.md
 """
 
 from __future__ import annotations
@@ -485,9 +486,49 @@ def ssl(args) -> None:
                        extra={"ci95": round(100 * c, 3), "paired": True})
 
 
+def table(args) -> None:
+    """Print the markdown tables of docs/text.md from the latest text records in results.jsonl."""
+    from _record import RESULTS
+
+    latest = {}
+    for line in RESULTS.read_text().splitlines():
+        if line.strip() and (row := json.loads(line))["name"].startswith("text_"):
+            latest[row["name"]] = row
+
+    def cell(name: str) -> str:
+        r = latest.get(name)
+        return "" if r is None else f"{r['value']:.2f} ± {r['ci95']:.2f}"
+
+    methods = sorted({n.split("_")[3] for n in latest if n.endswith("_accuracy_fold_mean")} - set(BASELINES))
+    print("| dataset | shots | " + " | ".join(methods) + " | TF-IDF + centroid | TF-IDF + log. reg. | per fold (first method) |")
+    print("|---|---|" + "---|" * (len(methods) + 3))
+    for ds in DATASETS:
+        for k in (1, 5):
+            names = [f"text_{ds}_5w{k}s_{m}_accuracy_fold_mean" for m in [*methods, *BASELINES]]
+            if not any(n in latest for n in names):
+                continue
+            first = latest.get(names[0], {})
+            folds = ", ".join(f"{v:.1f}" for v in first.get("per_fold", []))
+            print(f"| {ds} | {k} | " + " | ".join(cell(n) for n in names) + f" | {folds} |")
+    print()
+    print("| paired difference per fold, 5-way K-shot | fold | " + " | ".join(f"{m} − {b}" for m in methods for b in BASELINES) + " |")
+    print("|---|---|" + "---|" * (len(methods) * len(BASELINES)))
+    for ds in DATASETS:
+        for k in (1, 5):
+            for fold in range(1, 6):
+                names = [f"text_{ds}_fold{fold}_5w{k}s_{m}_minus_{b}" for m in methods for b in BASELINES]
+                if any(n in latest for n in names):
+                    print(f"| {ds} {k}-shot | {fold} | " + " | ".join(cell(n) for n in names) + " |")
+    print()
+    for name, row in sorted(latest.items()):
+        if "fullway" in name or "oos" in name or "+" in name or "fold1_5w" in name and "minus" not in name:
+            extra = {k: row[k] for k in ("train_cpu_s", "eval_cpu_s", "backbone") if k in row}
+            print(f"- `{name}`: {row['value']:.2f} ± {row.get('ci95', 0):.2f} {row['unit']} {extra}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("protocol", choices=("episodic", "fullway", "oos", "ssl"))
+    p.add_argument("protocol", choices=("episodic", "fullway", "oos", "ssl", "table"))
     p.add_argument("--out", type=Path, default=Path("runs/text"), help="folder of the training runs")
     p.add_argument("--data-root", default=os.environ.get("METALEARN_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -504,7 +545,7 @@ def main() -> None:
                    help="oos: quantile of the support's leave-one-out scores under the threshold")
     args = p.parse_args()
     start = time.time()
-    {"episodic": episodic, "oos": oos, "fullway": fullway, "ssl": ssl}[args.protocol](args)
+    {"episodic": episodic, "oos": oos, "fullway": fullway, "ssl": ssl, "table": table}[args.protocol](args)
     print(f"# {args.protocol} done in {time.time() - start:.0f} s", file=sys.stderr)
 
 
