@@ -225,7 +225,7 @@ def episodic(args) -> None:
     for ds in args.datasets:
         per_fold: dict[str, dict[int, list]] = {}
         for fold in args.folds:
-            preset = f"{args.methods[0]}-{ds}-5w5s" if args.methods else f"protonet-{ds}-5w5s"
+            preset = f"{args.methods[0].partition(':')[0]}-{ds}-5w5s" if args.methods else f"protonet-{ds}-5w5s"
             cfg = get_preset(preset)
             cfg.data.fold, cfg.data.root = fold, args.data_root
             test, train = build_source(cfg.data, "test"), build_source(cfg.data, "train")
