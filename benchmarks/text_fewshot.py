@@ -268,7 +268,7 @@ def episodic(args) -> None:
                         d, c = paired(results[method][k]["per_episode"], results[name][k]["per_episode"])
                         record(f"text_{ds}_fold{fold}_5w{k}s_{method}_minus_{name}", 100 * d, "%",
                                extra={"ci95": round(100 * c, 3), "paired": True, "fold": fold})
-        for key, folds in per_fold.items():
+        for key, folds in per_fold.items() if len(args.folds) > 1 else ():
             method, k = key.split("/")
             means = [float(np.mean(f)) for f in folds]
             # CI of the fold average: the folds' episodes are independent, so the variances add
@@ -493,11 +493,17 @@ def table(args) -> None:
     latest = {}
     for line in RESULTS.read_text().splitlines():
         if line.strip() and (row := json.loads(line))["name"].startswith("text_"):
-            latest[row["name"]] = row
+            old = latest.get(row["name"])
+            # a fold average over more folds wins over a later one over fewer (a one-fold rerun)
+            if old is None or len(row.get("folds", ())) >= len(old.get("folds", ())):
+                latest[row["name"]] = row
 
     def cell(name: str) -> str:
         r = latest.get(name)
-        return "" if r is None else f"{r['value']:.2f} ± {r['ci95']:.2f}"
+        if r is None:
+            return ""
+        folds = r.get("folds", [1, 2, 3, 4, 5])
+        return f"{r['value']:.2f} ± {r['ci95']:.2f}" + ("" if len(folds) == 5 else f" (fold {', '.join(map(str, folds))})")
 
     methods = sorted({n.split("_")[3] for n in latest if n.endswith("_accuracy_fold_mean")} - set(BASELINES))
     print("| dataset | shots | " + " | ".join(methods) + " | TF-IDF + centroid | TF-IDF + log. reg. | per fold (first method) |")
