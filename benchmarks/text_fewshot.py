@@ -517,6 +517,17 @@ def table(args) -> None:
             folds = ", ".join(f"{v:.1f}" for v in first.get("per_fold", []))
             print(f"| {ds} | {k} | " + " | ".join(cell(n) for n in names) + f" | {folds} |")
     print()
+    every = sorted({n.split("_")[4] for n in latest
+                    if n.split("_")[2] == "fold1" and n.endswith("_accuracy") and len(n.split("_")) == 6},
+                   key=lambda m: (m in BASELINES, m))
+    print("| fold 1, 5-way | shots | " + " | ".join(every) + " |")
+    print("|---|---|" + "---|" * len(every))
+    for ds in DATASETS:
+        for k in (1, 5):
+            names = [f"text_{ds}_fold1_5w{k}s_{m}_accuracy" for m in every]
+            if any(n in latest for n in names):
+                print(f"| {ds} | {k} | " + " | ".join(cell(n).replace(" (fold 1)", "") for n in names) + " |")
+    print()
     print("| paired difference per fold, 5-way K-shot | fold | " + " | ".join(f"{m} − {b}" for m in methods for b in BASELINES) + " |")
     print("|---|---|" + "---|" * (len(methods) * len(BASELINES)))
     for ds in DATASETS:
