@@ -537,6 +537,28 @@ def table(args) -> None:
                 if any(n in latest for n in names):
                     print(f"| {ds} {k}-shot | {fold} | " + " | ".join(cell(n) for n in names) + " |")
     print()
+    oos_methods = sorted({n.split("_")[5] for n in latest if n.startswith("text_clinc150_oos_fold")},
+                         key=lambda m: (m in BASELINES, m))
+    if oos_methods:
+        print("| CLINC150 out-of-scope, fold | " + " | ".join(f"{m} in-scope acc. | {m} oos recall"
+                                                          for m in oos_methods) + " |")
+        print("|---|" + "---|" * (2 * len(oos_methods)))
+        sums: dict[str, list] = {}
+        for fold in range(1, 6):
+            names = [f"text_clinc150_oos_fold{fold}_5w5s_{m}_{metric}" for m in oos_methods
+                     for metric in ("in_scope_accuracy", "oos_recall")]
+            if all(n in latest for n in names):
+                print(f"| {fold} | " + " | ".join(cell(n) for n in names) + " |")
+                for n in names:
+                    sums.setdefault(n.split("_", 5)[5], []).append(latest[n])
+        if sums:
+            keys = [f"{m}_{metric}" for m in oos_methods for metric in ("in_scope_accuracy", "oos_recall")]
+            def avg(rows):
+                return (f"{sum(r['value'] for r in rows) / len(rows):.2f} ± "
+                        f"{math.sqrt(sum(r['ci95'] ** 2 for r in rows)) / len(rows):.2f}")
+            n_folds = len(next(iter(sums.values())))
+            print(f"| mean of {n_folds} folds | " + " | ".join(avg(sums[k]) for k in keys) + " |")
+    print()
     for name, row in sorted(latest.items()):
         if "fullway" in name or "oos" in name or "+" in name or "fold1_5w" in name and "minus" not in name:
             extra = {k: row[k] for k in ("train_cpu_s", "eval_cpu_s", "backbone") if k in row}
