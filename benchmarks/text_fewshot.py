@@ -32,6 +32,7 @@ Usage:
     python benchmarks/text_fewshot.py fullway --out runs/text [--steps N]
     python benchmarks/text_fewshot.py oos --out runs/text [--folds 1 ...]
     python benchmarks/text_fewshot.py ssl --out runs/text --datasets banking77 --folds 1 [--ssl simcse]
+    python benchmarks/text_fewshot.py coverage   # test-intent words never seen in meta-training
     python benchmarks/text_fewshot.py table      # the markdown tables of docs/text.md
 """
 
@@ -195,7 +196,12 @@ def train_and_eval(run: Path, preset: str, sets: list[str], shots: list[int]) ->
             cmd.append("--resume")
         cpu["train"] = run_cli(cmd)
         timing.write_text(json.dumps(cpu))
+    # CPU seconds cover this process's training only (an interrupted run's earlier part is lost);
+    # the loop's own wall clock continues across resumes
+    wall = [json.loads(line)["time_s"] for line in (run / "metrics.jsonl").read_text().splitlines()
+            if '"time_s"' in line]
     out = {"train_command": "metalearn " + " ".join(cmd), "train_cpu_s": cpu["train"],
+           "train_wall_s": round(wall[-1], 1) if wall else None,
            "backbone": json.loads((run / "config.json").read_text())["model"]["backbone"]}
     for k in shots:
         path = run / f"eval_test_5w{k}s.json"
@@ -260,6 +266,7 @@ def episodic(args) -> None:
                              "eval_cpu_s": round(r["eval_cpu_s"], 1)}
                     if "train_cpu_s" in res:
                         extra.update(backbone=res["backbone"], train_cpu_s=round(res["train_cpu_s"], 1),
+                                     train_wall_s=res["train_wall_s"],
                                      command=res["train_command"]
                                      + " && " + r["eval_command"])
                     record(f"text_{ds}_fold{fold}_5w{k}s_{method}_accuracy", 100 * m, "%", extra=extra)
@@ -486,6 +493,31 @@ def ssl(args) -> None:
                        extra={"ci95": round(100 * c, 3), "paired": True})
 
 
+def coverage(args) -> None:
+    """How many of the test intents' words the meta-training texts contain, per dataset and fold:
+    the share of test word types (and of test word occurrences) never seen in meta-training."""
+    import re
+    from collections import Counter
+
+    from metalearn.data.intents import INTENT_DATASETS
+
+    def words(texts):
+        return Counter(w for t in texts for w in re.findall(r"\w+", t.lower()))
+
+    for ds in args.datasets:
+        for fold in args.folds:
+            train = INTENT_DATASETS[ds]("train", fold=fold, root=args.data_root)
+            test = INTENT_DATASETS[ds]("test", fold=fold, root=args.data_root, tokenizer=train.tokenizer)
+            seen, asked = words(train.texts), words(test.texts)
+            unseen = [w for w in asked if w not in seen]
+            extra = {"fold": fold, "train_utterances": len(train), "test_word_types": len(asked)}
+            record(f"text_{ds}_fold{fold}_unseen_word_types", 100 * len(unseen) / len(asked), "%",
+                   higher_is_better=False, extra=extra)
+            record(f"text_{ds}_fold{fold}_unseen_word_occurrences",
+                   100 * sum(asked[w] for w in unseen) / sum(asked.values()), "%", higher_is_better=False,
+                   extra=extra)
+
+
 def table(args) -> None:
     """Print the markdown tables of docs/text.md from the latest text records in results.jsonl."""
     from _record import RESULTS
@@ -567,7 +599,7 @@ def table(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("protocol", choices=("episodic", "fullway", "oos", "ssl", "table"))
+    p.add_argument("protocol", choices=("episodic", "fullway", "oos", "ssl", "coverage", "table"))
     p.add_argument("--out", type=Path, default=Path("runs/text"), help="folder of the training runs")
     p.add_argument("--data-root", default=os.environ.get("METALEARN_DATA", str(ROOT.parent / "shared" / "data")))
     p.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
@@ -584,7 +616,8 @@ def main() -> None:
                    help="oos: quantile of the support's leave-one-out scores under the threshold")
     args = p.parse_args()
     start = time.time()
-    {"episodic": episodic, "oos": oos, "fullway": fullway, "ssl": ssl, "table": table}[args.protocol](args)
+    {"episodic": episodic, "oos": oos, "fullway": fullway, "ssl": ssl, "coverage": coverage,
+     "table": table}[args.protocol](args)
     print(f"# {args.protocol} done in {time.time() - start:.0f} s", file=sys.stderr)
 
 

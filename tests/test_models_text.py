@@ -356,19 +356,6 @@ def test_saved_pretrained_encoder_loads_as_model_weights(tmp_path):
         pretrain_text_encoder(enc, ids, dropout=0.0)
 
 
-def test_text_cnn_bag_appends_the_mean_token_embedding_and_ignores_padding():
-    torch.manual_seed(0)
-    net = TextCNN(vocab_size=30, embed_dim=6, channels=4, kernel_sizes=(2,), bag=True)
-    ids = torch.tensor([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0]])
-    out = net(ids)
-    assert out.shape == (2, 4 + 6) and net.out_dim == 10
-    assert torch.allclose(out[0, 4:], net.embed.weight[[3, 4, 5]].mean(0))
-    assert torch.allclose(out[1, 4:], net.embed.weight[7])
-    padded = torch.cat([ids, torch.zeros(2, 3, dtype=torch.int64)], 1)
-    assert torch.allclose(net(padded), out)
-    assert net.token_features(ids).shape == (2, 5, 10)
-
-
 def test_text_bag_is_a_normalised_weighted_mean_that_ignores_padding():
     torch.manual_seed(0)
     net = TextBag(vocab_size=40, embed_dim=8)

@@ -251,7 +251,7 @@ def _cmd_eval(args) -> int:
     if args.data_root:
         cfg.data.root = str(Path(args.data_root).resolve())
     # a text run's episodes are tokenised again: with the vocabulary its checkpoint was trained on
-    check_run_tokenizer(cfg.data, args.run_dir, cfg.model.options.get("vocab_size"))
+    check_run_tokenizer(cfg, args.run_dir, args.split)
     if args.episodes is not None and args.episodes < 1:
         raise ValueError(f"--episodes must be at least 1, got {args.episodes}")
     suffix = ""  # a shape other than the run's own gets its own result file

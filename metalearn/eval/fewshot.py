@@ -212,11 +212,6 @@ class FewShotClassifier:
         self.threshold_ = float(np.quantile(np.asarray(scores), quantile))
         return self
 
-    def scores(self, x) -> np.ndarray:
-        """Each input's rejection score (its largest logit), shape ``(n,)``; compared with
-        :attr:`threshold_` by :meth:`predict`."""
-        return self._logits(x).max(1).values.numpy()
-
     def _logits(self, x) -> Tensor:
         if self._predictor is None:
             raise AdaptInputError("call fit(support_x, support_y) before predicting")

@@ -85,14 +85,10 @@ class TextCNN(Backbone):
         out_features: Size of the linear head, or ``None`` to return pooled features.
         dropout: Dropout on the embeddings and the pooled features (0 for meta-training under
             vmap; self-supervised pretraining switches it on).
-        bag: Also return the mean of the real tokens' embeddings (a bag of words), concatenated
-            after the pooled maps. A token that no meta-training text contains keeps its random
-            initial embedding, so the bag still matches a word between a support sentence and a
-            query, which the convolutions, trained on other words, blur.
 
     Shapes:
         ``ids``: ``(N, L)`` int64 -> ``(N, out_features)``, or ``(N, channels * len(kernel_sizes))``
-        (plus ``embed_dim`` with ``bag``) when ``out_features`` is None.
+        when ``out_features`` is None.
 
     Examples:
         >>> net = TextCNN(vocab_size=100, embed_dim=8, channels=4, kernel_sizes=(2, 3))
@@ -102,7 +98,7 @@ class TextCNN(Backbone):
 
     def __init__(self, vocab_size: int = 8000, embed_dim: int = 128, channels: int = 128,
                  kernel_sizes: Sequence[int] = (3, 4, 5), pad_id: int = 0,
-                 out_features: int | None = None, dropout: float = 0.0, bag: bool = False):
+                 out_features: int | None = None, dropout: float = 0.0):
         super().__init__()
         if not kernel_sizes or any(int(k) < 1 for k in kernel_sizes):
             raise ValueError(f"kernel_sizes must be a non-empty list of widths >= 1, got {kernel_sizes!r}")
@@ -110,8 +106,7 @@ class TextCNN(Backbone):
         self.kernel_sizes = tuple(int(k) for k in kernel_sizes)
         self.embed = nn.Embedding(self.vocab_size, embed_dim)
         self.convs = nn.ModuleList(nn.Conv1d(embed_dim, channels, k, padding=k - 1) for k in self.kernel_sizes)
-        self.bag = bool(bag)
-        self.out_dim = channels * len(self.kernel_sizes) + (embed_dim if self.bag else 0)
+        self.out_dim = channels * len(self.kernel_sizes)
         self._init_head(out_features)
 
     def _maps(self, ids: Tensor) -> tuple[list[Tensor], Tensor]:
@@ -132,8 +127,6 @@ class TextCNN(Backbone):
             # (and 0 for a row of padding).
             valid = F.max_pool1d(F.pad(m, (k - 1, k - 1)), k, stride=1)
             pooled.append((h * valid).amax(-1))
-        if self.bag:
-            pooled.append(masked_mean(self.embed(ids), mask))
         return _dropout(torch.cat(pooled, -1), self.dropout, self.training)
 
     def token_features(self, ids: Tensor) -> Tensor:
@@ -141,13 +134,10 @@ class TextCNN(Backbone):
 
         Used by masked-token pretraining (:func:`metalearn.train.text_pretrain.pretrain_text_encoder`).
         """
-        maps, mask = self._maps(ids)
+        maps, _ = self._maps(ids)
         L = ids.shape[1]
-        out = torch.cat([h[..., (k - 1) // 2:(k - 1) // 2 + L] for k, h in zip(self.kernel_sizes, maps)],
-                        1).transpose(1, 2)
-        if self.bag:  # each token's own embedding (zero at padding), as the bag averages them
-            out = torch.cat([out, self.embed(ids) * mask.unsqueeze(-1).to(out.dtype)], -1)
-        return out
+        return torch.cat([h[..., (k - 1) // 2:(k - 1) // 2 + L] for k, h in zip(self.kernel_sizes, maps)],
+                         1).transpose(1, 2)
 
 
 class TextBag(Backbone):

@@ -661,10 +661,10 @@ def validate(cfg: RunConfig) -> None:
     entry = DATASETS[d.dataset]
     if d.augment:
         if not entry.images:
-            kind = "a text dataset" if getattr(entry, "text", False) else "a regression task family"
+            kind = "a text dataset" if entry.text else "a regression task family"
             raise ConfigError(f"data.augment applies to image datasets; {d.dataset!r} is {kind}: "
                               "set data.augment=[]")
-    if getattr(entry, "text", False):
+    if entry.text:
         _validate_text(cfg)
     try:  # the augmentation's own checks (operations, padding, degrees)
         Augment(d.augment, d.augment_padding, d.augment_degrees)

@@ -10,7 +10,7 @@ from metalearn.data.registry import DATASETS, folder_split, text_file_split
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
 from metalearn.data.torch_dataset import as_source
 from metalearn.data.transforms import Augment
-from metalearn.train.config import DataConfig
+from metalearn.train.config import DataConfig, RunConfig
 
 _SOURCES: dict[tuple, object] = {}
 
@@ -86,10 +86,10 @@ TOKENIZER_DIR = "tokenizer"
 ``tokenizer_meta.json``), the one ``metalearn adapt`` encodes new sentences with."""
 
 
-def source_tokenizer(cfg: DataConfig):
-    """The :class:`~metalearn.data.text.TextTokenizer` of a text dataset's splits (the one
-    built from its meta-training classes, or the pretrained one), ``None`` for other data."""
-    return getattr(build_source(cfg, "train"), "tokenizer", None)
+def source_tokenizer(cfg: DataConfig, split: str = "train"):
+    """The :class:`~metalearn.data.text.TextTokenizer` of a text dataset (every split has the one
+    built from the meta-training classes, or the pretrained one), ``None`` for other data."""
+    return getattr(build_source(cfg, split), "tokenizer", None)
 
 
 def write_tokenizer(cfg: DataConfig, run_dir: str | Path) -> Path | None:
@@ -122,7 +122,13 @@ def run_tokenizer(run_dir: str | Path):
                               "restore them from a copy of the run") from None
 
 
-def check_run_tokenizer(cfg: DataConfig, run_dir: str | Path, vocab_rows: int | None = None) -> None:
+def embedding_rows(cfg: RunConfig) -> int | None:
+    """Rows of a from-scratch text backbone's token embedding (``model.vocab_size``), else None."""
+    rows = cfg.model.options.get("vocab_size")
+    return rows if isinstance(rows, int) else None
+
+
+def check_run_tokenizer(cfg: RunConfig, run_dir: str | Path, split: str = "train") -> None:
     """Check that a text run's saved tokenizer is the one its data gives now, and fits its model.
 
     The episodes of ``metalearn eval`` and a resumed run's batches are tokenised from the data
@@ -130,9 +136,9 @@ def check_run_tokenizer(cfg: DataConfig, run_dir: str | Path, vocab_rows: int | 
     release trains differently), the checkpoint's embeddings would be read with the wrong ids.
 
     Args:
-        cfg: The run's data config.
+        cfg: The run's config.
         run_dir: The run directory.
-        vocab_rows: Rows of the model's token embedding (``model.vocab_size``), when known.
+        split: The split whose source is built anyway (``eval`` checks the one it evaluates).
 
     Raises:
         CheckpointError: a text run without its ``tokenizer/`` folder, a tokenizer that differs
@@ -140,17 +146,18 @@ def check_run_tokenizer(cfg: DataConfig, run_dir: str | Path, vocab_rows: int | 
     """
     from metalearn.train.checkpoint import CheckpointError
 
-    current = source_tokenizer(cfg)
+    data, vocab_rows = cfg.data, embedding_rows(cfg)
+    current = source_tokenizer(data, split)
     if current is None:
         return
     saved = run_tokenizer(run_dir)
     if saved is None:
-        raise CheckpointError(f"{run_dir} is a text run ({cfg.dataset}) but has no {TOKENIZER_DIR}/ "
+        raise CheckpointError(f"{run_dir} is a text run ({data.dataset}) but has no {TOKENIZER_DIR}/ "
                               "folder: it was written by metalearn train; restore it from a copy of the run")
     if saved.fingerprint != current.fingerprint:
         raise CheckpointError(
-            f"the tokenizer saved with {run_dir} differs from the one built now from {cfg.dataset} "
-            f"(data.tokenizer={cfg.tokenizer}, vocabulary {saved.vocab_size} vs {current.vocab_size} "
+            f"the tokenizer saved with {run_dir} differs from the one built now from {data.dataset} "
+            f"(data.tokenizer={data.tokenizer}, vocabulary {saved.vocab_size} vs {current.vocab_size} "
             "tokens): the data files or the tokenizers release changed since training. Evaluate with "
             "the data the run was trained on, or train the run again")
     if vocab_rows is not None and saved.vocab_size > vocab_rows:

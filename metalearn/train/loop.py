@@ -49,6 +49,7 @@ from metalearn.train.config import (
 )
 from metalearn.train.data import (
     check_run_tokenizer,
+    embedding_rows,
     fixed_episodes,
     image_format,
     run_tokenizer,
@@ -256,7 +257,7 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
            stop_after: int | None, progress_seconds: float) -> TrainResult:
     ckpt_dir, t, main = run_dir / "checkpoints", cfg.train, ranks.is_main
     say = (lambda *a: None) if quiet or not main else (lambda *a: print(*a, file=sys.stderr))
-    saved = _open_run(cfg, run_dir, resume, force, main, say)
+    saved = _open_run(cfg, run_dir, resume, force, ranks, say)
 
     torch.manual_seed(t.seed)  # the initial weights, identical on every rank
     # pretrained weights are the start of a new run; a resumed one continues from its checkpoint
@@ -268,7 +269,7 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
         if saved is None:  # a text run's tokenizer goes with it; a resumed one must still match
             write_tokenizer(cfg.data, run_dir)
         else:
-            check_run_tokenizer(cfg.data, run_dir, _vocab_rows(cfg))
+            check_run_tokenizer(cfg, run_dir)
     params = [p for p in algo.parameters() if p.requires_grad]
     opt = meta_optimizer(params, t.optimizer, t.lr, t.weight_decay)
     state = TrainState()
@@ -328,11 +329,12 @@ def _train(cfg: RunConfig, run_dir: Path, ranks: Ranks, device: torch.device, st
                        time.perf_counter() - start_time)
 
 
-def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, main: bool,
+def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, ranks: Ranks,
               say) -> dict | None:
     """The checkpoint to resume from (``None`` for a new run), after checking that ``cfg`` is
     the run's config (a higher ``train.steps`` is, and ``say`` tells it) and that a new run's
-    folder holds no one else's files; rank 0 writes ``config.json``."""
+    folder holds no one else's files; rank 0 writes ``config.json``, once every rank has looked
+    at the folder (so that no rank sees it half-written)."""
     ckpt_dir = run_dir / "checkpoints"
     saved = None
     if resume:
@@ -354,7 +356,8 @@ def _open_run(cfg: RunConfig, run_dir: Path, resume: bool, force: bool, main: bo
         raise CheckpointError(f"{run_dir} is not a metalearn run directory and holds other files "
                               f"({shown}): train into a new or empty --out folder, so that the "
                               "run's files do not mix with yours")
-    if main:
+    ranks.barrier()
+    if ranks.is_main:
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
@@ -590,7 +593,7 @@ def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str |
     out = cfg.model.options.get("out_features")
     fmt = image_format(cfg.data)  # image files and PIL images are decoded as the run's data
     tokenizer = run_tokenizer(run_dir)  # a text run's sentences are encoded as its data was
-    rows = _vocab_rows(cfg)
+    rows = embedding_rows(cfg)
     if tokenizer is not None and rows is not None and tokenizer.vocab_size > rows:
         raise CheckpointError(f"the tokenizer in {Path(run_dir) / 'tokenizer'} has {tokenizer.vocab_size} "
                               f"tokens but the checkpoint's model embeds only {rows} "
@@ -599,8 +602,3 @@ def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str |
                              image_format=None if fmt is None else (cfg.data.image_size, *fmt),
                              tokenizer=tokenizer)
 
-
-def _vocab_rows(cfg: RunConfig) -> int | None:
-    """Rows of a from-scratch text backbone's token embedding (``model.vocab_size``), else None."""
-    rows = cfg.model.options.get("vocab_size")
-    return rows if isinstance(rows, int) else None
