@@ -25,7 +25,7 @@ _EXPORTS = {
                        "MiniImageNet", "Omniglot", "SinusoidTasks"),
     "metalearn.eval": ("EvalResult", "evaluate"),
     "metalearn.models": ("MLP", "Conv4", "ResNet12"),
-    "metalearn.types": ("Algorithm", "Episode", "EpisodeBatch", "Params", "Predictor"),
+    "metalearn.types": ("Algorithm", "Episode", "EpisodeBatch", "EpisodeList", "Params", "Predictor"),
 }
 """Module -> the public names it defines."""
 _SUBPACKAGES = ("algorithms", "cli", "data", "errors", "eval", "kernels", "models", "optim", "presets",

@@ -209,6 +209,32 @@ class EpisodeBatch:
         return _move(self, device, non_blocking)
 
 
+class EpisodeList(list):
+    """A meta-batch of episodes of different shapes, kept as a list (never padded).
+
+    Users of a recommender have different numbers of ratings, so their support sets differ in
+    size and cannot be stacked; the learners map such a batch task by task
+    (:func:`metalearn.algorithms.checks.as_batch`). It adds to ``list`` only what the training
+    loop asks of a batch: :meth:`to` and :attr:`n_tasks`.
+
+    Examples:
+        >>> a = Episode(torch.zeros(2, 3), torch.zeros(2, 1), torch.zeros(1, 3), torch.zeros(1, 1))
+        >>> b = Episode(torch.zeros(5, 3), torch.zeros(5, 1), torch.zeros(1, 3), torch.zeros(1, 1))
+        >>> batch = EpisodeList([a, b]).to("cpu")
+        >>> batch.n_tasks, [len(ep.support_x) for ep in batch]
+        (2, [2, 5])
+    """
+
+    @property
+    def n_tasks(self) -> int:
+        """Number of tasks in the batch."""
+        return len(self)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> EpisodeList:
+        """Return a copy with every episode's tensors on ``device``."""
+        return EpisodeList(ep.to(device, non_blocking) for ep in self)
+
+
 @runtime_checkable
 class Predictor(Protocol):
     """What ``algorithm.adapt(support)`` returns: maps query inputs to outputs.

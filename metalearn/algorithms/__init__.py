@@ -10,6 +10,7 @@ from metalearn.algorithms.generator import GeneratorConfig, ParameterGenerator
 from metalearn.algorithms.learned_optimizer import LearnedOptimizerMAML, LearnedOptimizerMAMLConfig
 from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
+from metalearn.algorithms.melu import MeLU, MeLUConfig
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
 from metalearn.algorithms.relation import RelationConfig, RelationNet
@@ -32,6 +33,7 @@ ALGORITHMS = {
     "learned_optimizer": LearnedOptimizerMAML,
     "generator": ParameterGenerator,
     "cnp": CNP,
+    "melu": MeLU,
 }
 """Name table for the CLI: algorithm name -> class (``cls(backbone, config=...)``)."""
 
@@ -51,6 +53,8 @@ __all__ = [
     "MAMLConfig",
     "MatchingConfig",
     "MatchingNet",
+    "MeLU",
+    "MeLUConfig",
     "MetaSGD",
     "MetaSGDConfig",
     "ParameterGenerator",

@@ -1,4 +1,4 @@
-"""The ``metalearn`` command: train, eval, adapt, list, prepare-data.
+"""The ``metalearn`` command: train, eval, adapt, recommend, list, prepare-data.
 
 Bad input (unknown names, wrong types, missing checkpoints, unusable folders) ends with a
 one-paragraph message naming the fix and exit status 2, never a traceback (set
@@ -145,6 +145,22 @@ def _parser() -> argparse.ArgumentParser:
                    "benchmarks do (a prediction then depends on the other images); by default each "
                    "image is classified on its own with the support set")
 
+    r = sub.add_parser("recommend", formatter_class=_Formatter, help="recommend items to a new user",
+                       description="Adapt a meta-trained recommender to a new user's few ratings "
+                                   "(--ratings, a CSV with columns item,rating; item = id or title) "
+                                   "and list the unrated items with the highest predicted rating.")
+    r.add_argument("run_dir", metavar="RUN_DIR")
+    r.add_argument("--ratings", required=True, metavar="CSV", help="the new user's ratings: columns "
+                   "item (id or title) and rating")
+    r.add_argument("--top", type=int, default=10, help="how many items to recommend")
+    r.add_argument("--user", action="append", default=[], metavar="ATTR=VALUE",
+                   help="an attribute of the new user, e.g. --user gender=F --user age=25-34 "
+                   "(values as in the data; unknown ones are left out)")
+    r.add_argument("--out", metavar="CSV", help="also write the recommendations to this CSV")
+    r.add_argument("--data-root", help="dataset folder (default: the run's data.root)")
+    r.add_argument("--checkpoint", default="best", choices=["best", "last"], help="which weights")
+    r.add_argument("--device", help="cpu, cuda, ... (default: the run's train.device)")
+
     s = sub.add_parser("list", formatter_class=_Formatter,
                        help="list presets, algorithms, backbones, datasets")
     s.add_argument("kind", nargs="?", default="all",
@@ -154,11 +170,13 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser("prepare-data", formatter_class=_Formatter, help="download/import and cache a dataset",
                        description="Download (or import from --from), verify and cache a dataset; "
                                    "report its counts.")
-    d.add_argument("dataset", choices=["omniglot", "banking77", "clinc150", "hwu64"])
+    d.add_argument("dataset", choices=["omniglot", "banking77", "clinc150", "hwu64", "movielens-100k",
+                                       "movielens-1m"])
     d.add_argument("--data-root", help="where datasets live (default $METALEARN_DATA or ~/.cache/metalearn)")
     d.add_argument("--from", dest="source", metavar="PATH", help="folder to import instead of downloading: "
                    "Omniglot's images_background.zip and images_evaluation.zip (or their extracted "
-                   "folders); an intent dataset's files as its MANIFEST lists them (with splits/)")
+                   "folders); an intent dataset's files as its MANIFEST lists them (with splits/); "
+                   "MovieLens: its official zip or extracted folder")
     d.add_argument("--image-size", type=int, default=28, help="side of the cached images")
     return p
 
@@ -247,9 +265,8 @@ def _cmd_eval(args) -> int:
     from metalearn.train.distributed import setup as setup_distributed
     from metalearn.train.loop import load_run, pick_device
 
-    algo, cfg, step = load_run(args.run_dir, args.checkpoint, args.device)
-    if args.data_root:
-        cfg.data.root = str(Path(args.data_root).resolve())
+    root = str(Path(args.data_root).resolve()) if args.data_root else None
+    algo, cfg, step = load_run(args.run_dir, args.checkpoint, args.device, data_root=root)
     # a text run's episodes are tokenised again: with the vocabulary its checkpoint was trained on
     check_run_tokenizer(cfg, args.run_dir, args.split)
     if args.episodes is not None and args.episodes < 1:
@@ -267,6 +284,12 @@ def _cmd_eval(args) -> int:
     episodes = fixed_episodes(cfg.data, args.split, args.episodes, args.seed)
     n_way, k_shot, n_query = cfg.data.eval_shape()
     shape = f"{n_way}-way {k_shot}-shot" if n_way else f"{k_shot}-shot regression"
+    ranking_k = getattr(episodes, "ranking_k", ())  # a recommender's users: nDCG@k too
+    if ranking_k:
+        if args.k_shot is not None:
+            raise ValueError(f"{cfg.name} is a recommendation run: its support sizes are set by "
+                             f"data.protocol ({cfg.data.protocol}); --k-shot does not apply")
+        shape = f"user ({cfg.data.protocol} protocol)"
     # under torchrun each rank evaluates a strided share of the episodes; the gathered result is
     # that of the whole set, and rank 0 alone prints and writes it
     ranks, device = setup_distributed(pick_device(args.device or cfg.train.device))
@@ -277,7 +300,7 @@ def _cmd_eval(args) -> int:
                    f"fixed {shape} episodes of {cfg.data.dataset} {args.split} (seed {episodes.seed})"
                    + (f" over {ranks.world} processes" if ranks.world > 1 else ""))
         result = ranks.evaluate(algo, episodes, batch_size=args.batch_size,
-                                progress=None if not args.quiet else False)
+                                progress=None if not args.quiet else False, ranking_k=ranking_k)
     finally:
         ranks.close()
     if not ranks.is_main:
@@ -287,7 +310,7 @@ def _cmd_eval(args) -> int:
     path = Path(args.run_dir) / f"eval_{args.split}{suffix}.json"
     path.write_text(json.dumps(record, indent=1))
     _print(f"{cfg.name} {args.split}: {result}")
-    for k, (m, c) in result.reported_extra().items():  # macro recall/F1: imbalanced query sets only
+    for k, (m, c) in result.reported_extra().items():  # regression's MAE/RMSE/nDCG; macro F1 if imbalanced
         _print(f"  {k}: {m:.4f} ± {c:.4f}")
     if not args.quiet:
         _print(f"written {path} ({result.seconds:.1f} s)")
@@ -479,12 +502,74 @@ def _prepare_intents(args) -> int:
     return 0
 
 
+def _prepare_movielens(args) -> int:
+    """``metalearn prepare-data movielens-100k|movielens-1m``: import (``--from``) or download and
+    verify the archive, read it, and report its counts and each protocol's users."""
+    import shutil
+
+    from metalearn.data.cache import data_root
+    from metalearn.data.ratings import download_movielens, locate_movielens, read_movielens
+    from metalearn.data.user_tasks import UserTasks
+
+    root, name = data_root(args.data_root), args.dataset
+    if args.source:
+        src = Path(args.source).expanduser()
+        table = read_movielens(src)  # refuses a wrong layout before anything is copied
+        dest = root / (name + (".zip" if src.is_file() else ""))
+        if not dest.exists():
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copy2 if src.is_file() else shutil.copytree)(src, dest)
+            _print(f"imported {src} -> {dest}")
+    else:
+        download_movielens(name, root)
+    table = read_movielens(locate_movielens(name, root))
+    _print(f"{name}: {table.n_users} users, {table.n_items} items, {table.n_ratings} ratings; "
+           f"item attributes {[a.name for a in table.item_attrs]}, user attributes "
+           f"{[a.name for a in table.user_attrs]}")
+    for protocol in ("melu", "mamo"):
+        sizes = {s: len(UserTasks(table, s, protocol, quiet=True)) for s in ("train", "val", "test")}
+        _print(f"  {protocol} protocol (random 8:1:1 users): " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+    return 0
+
+
+def _cmd_recommend(args) -> int:
+    import csv
+
+    from metalearn.eval.recommend import RecommendInputError, read_user_ratings, recommend
+    from metalearn.train.loop import load_recommender, pick_device
+
+    attributes = {}
+    for pair in args.user:
+        if "=" not in pair:
+            raise RecommendInputError(f"--user {pair!r}: write ATTRIBUTE=VALUE, e.g. --user gender=F")
+        key, value = pair.split("=", 1)
+        attributes[key.strip()] = value.strip()
+    algo, tasks, cfg = load_recommender(args.run_dir, args.checkpoint, args.device, data_root=args.data_root)
+    items, ratings = read_user_ratings(args.ratings, tasks)
+    device = pick_device(args.device or cfg.train.device)
+    recs = recommend(algo, tasks, items, ratings, top=args.top, attributes=attributes, device=device)
+    _print(f"{cfg.name}: {len(items)} ratings in, the {len(recs)} unrated items with the highest "
+           f"predicted rating ({cfg.data.dataset}, {tasks.table.n_items} items):")
+    width = max(len(r.title) for r in recs)
+    for r in recs:
+        _print(f"  {r.rank:3d}. {r.title:<{width}}  (item {r.item_id})  {r.predicted:.2f}")
+    if args.out:
+        with open(args.out, "w", newline="", encoding="utf-8") as f:
+            w = csv.writer(f)
+            w.writerow(["rank", "item", "title", "predicted_rating"])
+            w.writerows([r.rank, r.item_id, r.title, f"{r.predicted:.4f}"] for r in recs)
+        _print(f"written {args.out}")
+    return 0
+
+
 def _cmd_prepare(args) -> int:
     import shutil
 
     from metalearn.data import Omniglot
     from metalearn.data.cache import data_root
 
+    if args.dataset.startswith("movielens"):
+        return _prepare_movielens(args)
     if args.dataset != "omniglot":
         return _prepare_intents(args)
     root = data_root(args.data_root)
@@ -555,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
         return _run(args, argv)
 
 
-_TUNED_COMMANDS = ("train", "eval", "adapt", "prepare-data")
+_TUNED_COMMANDS = ("train", "eval", "adapt", "recommend", "prepare-data")
 """Commands worth a re-execution with the tuned allocator (:mod:`metalearn._runtime`)."""
 
 
@@ -573,10 +658,11 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 def _usage_errors() -> tuple[type[Exception], ...]:
     """What the command reports as bad input (exit status 2), imported when one is raised."""
     from metalearn.eval.fewshot import AdaptInputError
+    from metalearn.eval.recommend import RecommendInputError
     from metalearn.train.checkpoint import CheckpointError
     from metalearn.train.config import ConfigError
 
-    return (ConfigError, CheckpointError, AdaptInputError, FileNotFoundError, NotADirectoryError,
+    return (ConfigError, CheckpointError, AdaptInputError, RecommendInputError, FileNotFoundError, NotADirectoryError,
             PermissionError, ValueError)
 
 
@@ -593,12 +679,12 @@ def _run(args: argparse.Namespace, argv: list[str] | None) -> int:
     # core dependencies a broken install may lack (matplotlib is optional: without it a run
     # skips its learning_curve.png and says so)
     missing = [m for m in ("safetensors", "tqdm") if importlib.util.find_spec(m) is None]
-    if missing and args.command in ("train", "eval", "adapt"):
+    if missing and args.command in ("train", "eval", "adapt", "recommend"):
         print(f"metalearn {args.command}: error: needs {', '.join(missing)}: "
               f"pip install {' '.join(missing)}", file=sys.stderr)
         return 2
     handlers = {"train": _cmd_train, "eval": _cmd_eval, "adapt": _cmd_adapt, "list": _cmd_list,
-                "prepare-data": _cmd_prepare}
+                "recommend": _cmd_recommend, "prepare-data": _cmd_prepare}
     try:
         code = handlers[args.command](args)
         if argv is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -7,6 +7,9 @@ without importing each other.
 
 from __future__ import annotations
 
+import functools
+import shutil
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +19,7 @@ from metalearn.data.images import IMAGE_EXTENSIONS
 from metalearn.data.intents import INTENT_DATASETS, read_text_file, split_text_dataset
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks
+from metalearn.data.user_tasks import UserTasks
 
 
 @dataclass(frozen=True)
@@ -32,6 +36,8 @@ class DatasetEntry:
         invert: Images are inverted after decoding (Omniglot: strokes become 1).
         text: Text datasets: each example is a row of ``data.max_length`` int64 token ids
             (:class:`~metalearn.data.text.TextDataset`, ``images=False``).
+        ratings: Ratings datasets: each user is a regression task
+            (:class:`~metalearn.data.user_tasks.UserTasks`, ``images=False``).
     """
 
     description: str
@@ -40,6 +46,7 @@ class DatasetEntry:
     channels: int | None = None
     invert: bool = False
     text: bool = False
+    ratings: bool = False
 
 
 def _omniglot(cfg, split: str):
@@ -158,6 +165,68 @@ def _text_file(cfg, split: str):
                               lowercase=cfg.lowercase, name="text-file")
 
 
+RATINGS_CSV_LAYOUT = ("ROOT/ratings.csv with columns user,item,rating[,timestamp], and optionally "
+                      "ROOT/items.csv (column item, a title column, other columns attributes; "
+                      "'a|b' for several values) and ROOT/users.csv (column user, attributes)")
+"""What ``data.dataset=ratings-csv`` reads, for its error messages."""
+
+
+@functools.lru_cache(maxsize=8)
+def ratings_table(name: str, root: str | None):
+    """The :class:`~metalearn.data.ratings.RatingsTable` of a ratings dataset, read once per process.
+
+    Args:
+        name: ``movielens-100k``, ``movielens-1m``, ``movielens-synthetic`` or ``ratings-csv``.
+        root: ``data.root``: the dataset's folder or zip (MovieLens; ``None``: under
+            ``$METALEARN_DATA``), the folder of CSV files (``ratings-csv``); for the synthetic
+            data the folder to generate it in (``None``: the cache).
+    """
+    from metalearn.data import ratings
+
+    if name == "movielens-synthetic":
+        return ratings.read_movielens_100k(synthetic_movielens_folder(root))
+    if name == "ratings-csv":
+        if root is None:
+            raise ValueError(f"data.dataset=ratings-csv needs data.root (or --data-root): {RATINGS_CSV_LAYOUT}")
+        folder = Path(root).expanduser()
+        if not (folder / "ratings.csv").is_file():
+            raise FileNotFoundError(f"{folder} has no ratings.csv; data.dataset=ratings-csv reads {RATINGS_CSV_LAYOUT}")
+        optional = {k: folder / f"{k}.csv" for k in ("items", "users")}
+        return ratings.read_ratings_csv(folder / "ratings.csv",
+                                        **{k: p for k, p in optional.items() if p.is_file()})
+    return ratings.read_movielens(ratings.locate_movielens(name, root))
+
+
+def synthetic_movielens_folder(root: str | None = None) -> Path:
+    """The folder of the seeded synthetic MovieLens-100K files (generated once, atomically):
+    ``root`` if given, else ``<cache>/movielens-synthetic-<version>``."""
+    from metalearn.data.cache import cache_dir
+    from metalearn.data.synthetic_ratings import GENERATOR_VERSION, write_synthetic_movielens
+
+    folder = Path(root).expanduser() if root else cache_dir() / f"movielens-synthetic-v{GENERATOR_VERSION}"
+    if not (folder / "u.data").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".synthetic-"))
+        try:
+            write_synthetic_movielens(tmp)
+            if not (folder / "u.data").is_file():  # another process may have finished first
+                if folder.exists():
+                    shutil.rmtree(folder)
+                tmp.rename(folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _ratings(name: str) -> Callable:
+    def build(cfg, split: str):
+        return UserTasks(ratings_table(name, cfg.root), split, protocol=cfg.protocol,
+                         user_split=cfg.user_split, fractions=cfg.split_fractions, seed=cfg.split_seed,
+                         item_cold=cfg.item_cold, cold_fraction=cfg.cold_fraction)
+    build.__name__ = f"_{name.replace('-', '_')}"
+    return build
+
+
 def _sinusoid(cfg, split: str):
     return SinusoidTasks()
 
@@ -189,6 +258,19 @@ DATASETS: dict[str, DatasetEntry] = {
                               "data.text_column and data.label_column; classes split into train/val/"
                               "test by data.split_fractions and data.split_seed", _text_file, False,
                               text=True),
+    "movielens-100k": DatasetEntry("MovieLens 100K ratings (943 users, 1,682 movies; genres, year, age, "
+                                   "gender, occupation, zip); each user a task (data.protocol melu|mamo); "
+                                   "metalearn prepare-data movielens-100k", _ratings("movielens-100k"),
+                                   False, ratings=True),
+    "movielens-1m": DatasetEntry("MovieLens 1M ratings (6,040 users, 3,706 movies); each user a task; "
+                                 "metalearn prepare-data movielens-1m", _ratings("movielens-1m"), False,
+                                 ratings=True),
+    "movielens-synthetic": DatasetEntry("seeded synthetic ratings in MovieLens-100K format (development "
+                                        "data, generated into the cache; not a result); each user a task",
+                                        _ratings("movielens-synthetic"), False, ratings=True),
+    "ratings-csv": DatasetEntry("your ratings: data.root holds ratings.csv (user,item,rating[,timestamp]) "
+                                "and optionally items.csv and users.csv of attributes; each user a task",
+                                _ratings("ratings-csv"), False, ratings=True),
 }
 """Name table for the CLI: dataset name -> :class:`DatasetEntry` (add yours with
 :func:`register_dataset`)."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
 
-from metalearn.eval.metrics import accuracy, macro_recall_f1, mean_ci95, mse
+from metalearn.eval.metrics import accuracy, macro_recall_f1, mae, mean_ci95, mse, ndcg_at_k, rmse
 from metalearn.types import Episode, EpisodeBatch
 
 DEFAULT_EPISODES = 600
@@ -35,7 +35,8 @@ class EvalResult:
         n: Number of episodes.
         per_episode: ``metric`` of each episode, in episode order.
         extra: Other metrics, name -> ``(mean, ci95)``: ``macro_recall`` and ``macro_f1`` for
-            classification.
+            classification; ``mae`` and ``rmse`` (per task, then averaged) for regression, and
+            ``ndcg@k`` of the query items ranked by prediction when ``ranking_k`` is given.
         seconds: Wall-clock time of the evaluation.
     """
 
@@ -124,6 +125,17 @@ def _predictions(algorithm, group: list[Episode]) -> list[torch.Tensor]:
     return preds
 
 
+def _extra_metrics(pred: torch.Tensor, ep: Episode, ranking_k: Sequence[int]) -> dict[str, float]:
+    """The :attr:`EvalResult.extra` metrics of one episode."""
+    if ep.is_classification:
+        recall, f1 = macro_recall_f1(pred, ep.query_y, ep.n_way)
+        return {"macro_recall": recall, "macro_f1": f1}
+    out = {"mae": mae(pred, ep.query_y), "rmse": rmse(pred, ep.query_y)}
+    for k in ranking_k:
+        out[f"ndcg@{k}"] = ndcg_at_k(pred, ep.query_y, k)
+    return out
+
+
 def _groups(episodes: Iterable[Episode], size: int) -> Iterator[list[Episode]]:
     group: list[Episode] = []
     for ep in episodes:
@@ -143,6 +155,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     desc: str = "eval",
+    ranking_k: Sequence[int] = (),
 ) -> EvalResult:
     """Evaluate ``algorithm`` on fixed episodes: adapt on each support set, score its query set.
 
@@ -164,6 +177,9 @@ def evaluate(
         device: Where to run; defaults to the device of the algorithm's parameters.
         progress: Show a tqdm bar; ``None`` shows it only when stderr is a terminal.
         desc: Label of the progress bar.
+        ranking_k: Regression tasks whose query targets are ratings (a recommender's users):
+            also report ``ndcg@k`` for each ``k`` (:func:`~metalearn.eval.metrics.ndcg_at_k`,
+            ties in the predictions counted at their expected gain).
 
     Returns:
         An :class:`EvalResult`.
@@ -198,23 +214,18 @@ def evaluate(
     if hasattr(algorithm, "eval"):
         algorithm.eval()
     per_episode: list[float] = []
-    recalls: list[float] = []
-    f1s: list[float] = []
+    others: dict[str, list[float]] = {}  # the extra metrics, per episode
     metric = None
     start = time.perf_counter()
     try:
         for group in _groups(episodes, batch_size):
             group = [ep.to(device) for ep in group]
             for ep, pred in zip(group, _predictions(algorithm, group)):
-                if ep.is_classification:
-                    metric = "accuracy"
-                    per_episode.append(accuracy(pred, ep.query_y))
-                    r, f = macro_recall_f1(pred, ep.query_y, ep.n_way)
-                    recalls.append(r)
-                    f1s.append(f)
-                else:
-                    metric = "mse"
-                    per_episode.append(mse(pred, ep.query_y))
+                metric = "accuracy" if ep.is_classification else "mse"
+                per_episode.append(accuracy(pred, ep.query_y) if ep.is_classification
+                                   else mse(pred, ep.query_y))
+                for name, value in _extra_metrics(pred, ep, ranking_k).items():
+                    others.setdefault(name, []).append(value)
             bar.update(len(group))
             m, c = mean_ci95(per_episode)
             bar.set_postfix_str(f"{metric} {m:.4f} ± {c:.4f}", refresh=False)
@@ -225,8 +236,6 @@ def evaluate(
     if not per_episode:
         raise ValueError("no episodes to evaluate: pass a non-empty FixedEpisodes or list")
     mean, ci = mean_ci95(per_episode)
-    extra = {}
-    if metric == "accuracy":
-        extra = {"macro_recall": mean_ci95(recalls), "macro_f1": mean_ci95(f1s)}
+    extra = {name: mean_ci95(values) for name, values in others.items()}
     return EvalResult(metric, mean, ci, len(per_episode), per_episode, extra,
                       time.perf_counter() - start)

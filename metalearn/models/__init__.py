@@ -1,5 +1,6 @@
 """Backbones for meta-learning: Conv4, MLP and ResNet-12 with vmap-safe normalisation, and text
-encoders over token ids (TextCNN, TextTransformer, a pretrained Hugging Face model).
+encoders over token ids (TextCNN, TextTransformer, a pretrained Hugging Face model), and MeLU's
+rating network over user and item attribute codes (RatingNet).
 
 Every backbone takes ``norm`` (``"transductive"``, ``"task"``, ``"group"`` or ``"none"``),
 never keeps running statistics, and with ``out_features=None`` returns flat features and
@@ -17,6 +18,7 @@ from metalearn.models.norm import (
     check_no_running_stats,
     make_norm,
 )
+from metalearn.models.rating import RatingNet
 from metalearn.models.resnet12 import ResNet12
 from metalearn.models.text import PretrainedTextEncoder, TextBag, TextCNN, TextTransformer
 
@@ -28,6 +30,7 @@ BACKBONES = {
     "text-bag": TextBag,
     "text-transformer": TextTransformer,
     "hf-text": PretrainedTextEncoder,
+    "rating-net": RatingNet,
 }
 """Name table for the CLI: backbone name -> class (constructor keyword arguments as documented)."""
 
@@ -40,6 +43,7 @@ __all__ = [
     "FeatureMaps",
     "MLP",
     "PretrainedTextEncoder",
+    "RatingNet",
     "ResNet12",
     "TextBag",
     "TextCNN",

@@ -108,6 +108,20 @@ class DataConfig:
     """``data.dataset=text-file``: the column (CSV/TSV header, JSONL key) holding the texts."""
     label_column: str = "label"
     """``data.dataset=text-file``: the column holding the class names."""
+    protocol: Literal["melu", "mamo"] = "melu"
+    """Ratings datasets (each user a task, :mod:`metalearn.data.user_tasks`): ``melu`` (users
+    with 13-100 ratings; 10 random ones are the query, the rest the support) or ``mamo`` (each
+    user's first 20 ratings by time: the first 15 the support, the last 5 the query)."""
+    user_split: Literal["random", "time"] = "random"
+    """Ratings datasets: split the users into train/val/test by ``data.split_fractions`` at
+    random (seeded by ``data.split_seed``) or by time (MAMO: the users who arrived last are the
+    test users)."""
+    item_cold: bool = False
+    """Ratings datasets: hold ``data.cold_fraction`` of the items out of meta-training; the
+    validation and test queries are then ratings of those unseen items only."""
+    cold_fraction: float = 0.2
+    """Ratings datasets with ``data.item_cold``: the share of items held out (seeded by
+    ``data.split_seed``)."""
 
     def eval_shape(self) -> tuple[int | None, int, int]:
         """``(n_way, k_shot, n_query)`` of validation and test episodes."""
@@ -666,6 +680,8 @@ def validate(cfg: RunConfig) -> None:
                               "set data.augment=[]")
     if entry.text:
         _validate_text(cfg)
+    if entry.ratings:
+        _validate_ratings(cfg)
     try:  # the augmentation's own checks (operations, padding, degrees)
         Augment(d.augment, d.augment_padding, d.augment_degrees)
     except ValueError as e:
@@ -698,6 +714,23 @@ def _validate_text(cfg: RunConfig) -> None:
     if isinstance(positions, int) and positions < d.max_length:
         raise ConfigError(f"model.max_length={positions} is shorter than data.max_length={d.max_length}: "
                           f"set model.max_length={d.max_length} (or shorten data.max_length)")
+
+
+def _validate_ratings(cfg: RunConfig) -> None:
+    """The fields of a ratings dataset's run (each user a task)."""
+    d = cfg.data
+    splits = (d.train_split, d.val_split, d.test_split)
+    if splits != ("train", "val", "test"):
+        raise ConfigError(f"a ratings dataset splits its users into train, val and test: set "
+                          f"data.train_split=train data.val_split=val data.test_split=test (now {list(splits)})")
+    if d.n_way is not None or d.eval_n_way is not None:
+        raise ConfigError("users are regression tasks (ratings), not classes: set data.n_way=null")
+    if d.protocol not in ("melu", "mamo"):
+        raise ConfigError(f"data.protocol must be melu or mamo, got {d.protocol!r}")
+    if d.user_split not in ("random", "time"):
+        raise ConfigError(f"data.user_split must be random or time, got {d.user_split!r}")
+    if not 0 < d.cold_fraction < 1:
+        raise ConfigError(f"data.cold_fraction must be in (0, 1), got {d.cold_fraction}")
 
 
 def _plain(d: dict) -> dict:

@@ -10,6 +10,8 @@ from metalearn.data.registry import DATASETS, folder_split, text_file_split
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
 from metalearn.data.torch_dataset import as_source
 from metalearn.data.transforms import Augment
+from metalearn.data.user_tasks import UserEpisodes, UserTasks, UserTaskSampler
+from metalearn.errors import ConfigError
 from metalearn.train.config import DataConfig, RunConfig
 
 _SOURCES: dict[tuple, object] = {}
@@ -25,7 +27,8 @@ def build_source(cfg: DataConfig, split: str):
     entry = DATASETS[cfg.dataset]
     key = (cfg.dataset, entry.build, name, cfg.root, cfg.image_size, cfg.channels, cfg.rotations,
            tuple(cfg.split_fractions), cfg.split_seed, cfg.fold, cfg.tokenizer, cfg.vocab_size,
-           cfg.max_length, cfg.lowercase, cfg.text_column, cfg.label_column)
+           cfg.max_length, cfg.lowercase, cfg.text_column, cfg.label_column, cfg.protocol, cfg.user_split,
+           cfg.item_cold, cfg.cold_fraction)
     if key not in _SOURCES:
         _SOURCES[key] = as_source(entry.build(cfg, name))
     return _SOURCES[key]
@@ -43,18 +46,46 @@ def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
     tasks never coincide with the fixed validation or test episodes of a task family. It applies
     ``data.augment`` (the validation and test episodes never do).
     """
-    return EpisodeSampler(build_source(cfg, "train"), cfg.n_way, cfg.k_shot, cfg.n_query,
+    source = build_source(cfg, "train")
+    if isinstance(source, UserTasks):  # a recommender: batches of users, sized by the protocol
+        return UserTaskSampler(source, seed=derive_seed(seed, "meta-train"), rank=rank)
+    return EpisodeSampler(source, cfg.n_way, cfg.k_shot, cfg.n_query,
                           seed=derive_seed(seed, "meta-train"), rank=rank, augment=augmentation(cfg))
 
 
 def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, seed: int | None = None):
-    """The fixed validation or test episodes: same seed, same episodes for every method."""
+    """The fixed validation or test episodes: same seed, same episodes for every method.
+
+    A recommender's episodes are its users (:class:`~metalearn.data.user_tasks.UserEpisodes`):
+    every test user (``n_episodes`` caps them when given), the first ``data.val_episodes``
+    validation users.
+    """
     n_way, k_shot, n_query = cfg.eval_shape()
-    if n_episodes is None:
-        n_episodes = cfg.val_episodes if split == "val" else cfg.test_episodes
     if seed is None:
         seed = cfg.val_seed if split == "val" else cfg.test_seed
-    return FixedEpisodes(build_source(cfg, split), n_way, k_shot, n_query, n_episodes=n_episodes, seed=seed)
+    source = build_source(cfg, split)
+    if isinstance(source, UserTasks):
+        if n_episodes is None and split == "val":
+            n_episodes = cfg.val_episodes
+        return UserEpisodes(source, seed=seed, n_episodes=n_episodes)
+    if n_episodes is None:
+        n_episodes = cfg.val_episodes if split == "val" else cfg.test_episodes
+    return FixedEpisodes(source, n_way, k_shot, n_query, n_episodes=n_episodes, seed=seed)
+
+
+def data_fields(cfg: DataConfig) -> list:
+    """The input layout ``[[name, cardinality, width], ...]`` of a recommender's data, which a
+    :class:`~metalearn.models.RatingNet` left with ``model.fields`` unset is built for.
+
+    Raises:
+        ConfigError: the dataset has no attribute layout (it is not a ratings dataset).
+    """
+    fields = getattr(build_source(cfg, "train"), "fields", None)
+    if fields is None:
+        raise ConfigError(f"model.fields is unset and data.dataset={cfg.dataset} has no attribute "
+                          "layout to take it from: the rating-net backbone is for ratings datasets "
+                          "(metalearn list), or set model.fields=[[name, cardinality, width], ...]")
+    return fields
 
 
 def write_splits(cfg: DataConfig, run_dir: str | Path) -> Path | None:

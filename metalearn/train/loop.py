@@ -48,7 +48,9 @@ from metalearn.train.config import (
     validate,
 )
 from metalearn.train.data import (
+    build_source,
     check_run_tokenizer,
+    data_fields,
     embedding_rows,
     fixed_episodes,
     image_format,
@@ -152,7 +154,10 @@ def build_algorithm(cfg: RunConfig, pretrained: bool = False) -> torch.nn.Module
             backbone's.
     """
     validate(cfg)
-    backbone = build_component(BACKBONES[cfg.model.backbone], cfg.model.resolve())
+    options = cfg.model.resolve()
+    if getattr(options, "fields", False) is None:  # a rating network: its input layout is the data's
+        options.fields = data_fields(cfg.data)
+    backbone = build_component(BACKBONES[cfg.model.backbone], options)
     if pretrained and cfg.model.weights is not None:
         _load_weights(backbone, cfg.model.weights)
     if cfg.model.feature_maps is not None:
@@ -439,7 +444,7 @@ def _meta_step(algo, opt, params: list, batch, ranks: Ranks, grad_clip: float | 
         loss, metrics = algo.meta_loss(batch)
         bad = None
     except FloatingPointError as e:  # an algorithm's own finiteness check
-        loss, metrics, bad = torch.tensor(float("nan"), device=batch.support_x.device), {}, str(e)
+        loss, metrics, bad = torch.tensor(float("nan"), device=batch[0].support_x.device), {}, str(e)
     mean_loss = ranks.mean(loss.detach().float().reshape(1))  # NaN on all if on one
     if bad is None and not torch.isfinite(mean_loss).all():
         bad = f"the meta-loss is {mean_loss.item()}"
@@ -503,7 +508,7 @@ def check_model_fits(algo, batch, cfg: RunConfig) -> None:
 
     Args:
         algo: The built algorithm; its ``backbone``, when it has one, is run without gradients.
-        batch: An :class:`~metalearn.types.EpisodeBatch` of the training data.
+        batch: An :class:`~metalearn.types.EpisodeBatch` (or ``EpisodeList``) of the training data.
         cfg: The run config (validated), for the names in the message.
 
     Raises:
@@ -512,7 +517,12 @@ def check_model_fits(algo, batch, cfg: RunConfig) -> None:
     backbone = getattr(algo, "backbone", None)
     if backbone is None:  # the Algorithm protocol does not require one: nothing to check
         return
-    x, options = batch.support_x[0], cfg.model.options
+    x, options = batch[0].support_x, cfg.model.options
+    if hasattr(backbone, "check_codes"):  # attribute codes against the model's embeddings
+        try:
+            backbone.check_codes(x)
+        except ValueError as e:
+            raise ConfigError(f"the model cannot take this data: {e}") from None
     try:
         with torch.no_grad():
             out = backbone(x)
@@ -539,13 +549,15 @@ def check_model_fits(algo, batch, cfg: RunConfig) -> None:
                           f"model.out_features={n_way}")
 
 
-def load_run(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None):
+def load_run(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None, *,
+             data_root: str | None = None):
     """Rebuild a trained algorithm from a run directory.
 
     Args:
         run_dir: A folder written by :func:`train`.
         tag: ``"best"`` (best validation, falling back to ``"last"`` when absent) or ``"last"``.
         device: Where to put it; default ``train.device`` of the run's config.
+        data_root: Read the data there instead of the saved ``data.root`` (it moved).
 
     Returns:
         ``(algorithm, config, step)``; the algorithm is in ``eval()`` mode.
@@ -561,10 +573,41 @@ def load_run(run_dir: str | os.PathLike, tag: str = "best", device: str | None =
         tag = "last"
     saved = load_checkpoint(ckpt_dir, tag)
     cfg = RunConfig.from_dict(saved["config"])
+    if data_root is not None:  # the data moved since training (a ratings run reads its layout there)
+        cfg.data.root = data_root
     algo = build_algorithm(cfg)
     load_model_state(algo, saved["state"]["model"], f"checkpoint {ckpt_dir / tag}")
     algo.to(pick_device(device or cfg.train.device)).eval()
     return algo, cfg, saved["step"]
+
+
+def load_recommender(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None, *,
+                     data_root: str | None = None):
+    """A recommendation run's trained algorithm and its meta-training users (the item catalogue
+    and input layout), for :func:`metalearn.eval.recommend.recommend`.
+
+    Args:
+        run_dir: A folder written by :func:`train` of a ratings dataset.
+        tag: ``"best"`` or ``"last"``, as in :func:`load_run`.
+        device: Where to compute; default ``train.device`` of the run's config.
+        data_root: The data's folder, when it moved since training (``data.root``).
+
+    Returns:
+        ``(algorithm, tasks, config)``.
+
+    Raises:
+        CheckpointError: as :func:`load_run`.
+        RecommendInputError: the run is not a recommender.
+    """
+    from metalearn.data.registry import DATASETS
+    from metalearn.eval.recommend import RecommendInputError
+
+    root = str(Path(data_root).resolve()) if data_root else None
+    algo, cfg, _ = load_run(run_dir, tag, device, data_root=root)
+    if not DATASETS[cfg.data.dataset].ratings:
+        raise RecommendInputError(f"{run_dir} was trained on {cfg.data.dataset}, not on ratings: "
+                                  "recommend needs a run of a ratings dataset (metalearn list datasets)")
+    return algo, build_source(cfg.data, "train"), cfg
 
 
 def load_classifier(run_dir: str | os.PathLike, tag: str = "best", device: str | None = None
