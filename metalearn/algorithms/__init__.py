@@ -12,6 +12,12 @@ from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
+from metalearn.algorithms.rating_baselines import (
+    GlobalMean,
+    ItemMean,
+    MatrixFactorizationRidge,
+    UserMean,
+)
 from metalearn.algorithms.relation import RelationConfig, RelationNet
 from metalearn.algorithms.reptile import Reptile, ReptileConfig
 from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter
@@ -45,12 +51,15 @@ __all__ = [
     "CNPConfig",
     "FeatureMaps",
     "GeneratorConfig",
+    "GlobalMean",
+    "ItemMean",
     "LearnedOptimizerMAML",
     "LearnedOptimizerMAMLConfig",
     "MAML",
     "MAMLConfig",
     "MatchingConfig",
     "MatchingNet",
+    "MatrixFactorizationRidge",
     "MetaSGD",
     "MetaSGDConfig",
     "ParameterGenerator",
@@ -61,5 +70,6 @@ __all__ = [
     "Reptile",
     "ReptileConfig",
     "TaskMemory",
+    "UserMean",
     "WarmStartAdapter",
 ]
