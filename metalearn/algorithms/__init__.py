@@ -13,6 +13,12 @@ from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.melu import MeLU, MeLUConfig
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
+from metalearn.algorithms.rating_baselines import (
+    GlobalMean,
+    ItemMean,
+    MatrixFactorizationRidge,
+    UserMean,
+)
 from metalearn.algorithms.relation import RelationConfig, RelationNet
 from metalearn.algorithms.reptile import Reptile, ReptileConfig
 from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter
@@ -47,12 +53,15 @@ __all__ = [
     "CNPConfig",
     "FeatureMaps",
     "GeneratorConfig",
+    "GlobalMean",
+    "ItemMean",
     "LearnedOptimizerMAML",
     "LearnedOptimizerMAMLConfig",
     "MAML",
     "MAMLConfig",
     "MatchingConfig",
     "MatchingNet",
+    "MatrixFactorizationRidge",
     "MeLU",
     "MeLUConfig",
     "MetaSGD",
@@ -65,5 +74,6 @@ __all__ = [
     "Reptile",
     "ReptileConfig",
     "TaskMemory",
+    "UserMean",
     "WarmStartAdapter",
 ]
