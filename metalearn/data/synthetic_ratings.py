@@ -1,0 +1,303 @@
+"""A seeded generator of ratings in the MovieLens-100K file format: the development data.
+
+MovieLens may not be redistributed, so tests, presets and benchmarks run on data written by
+:func:`write_synthetic_movielens`: the files ``u.data``, ``u.item``, ``u.user``, ``u.genre`` and
+``u.occupation`` of ML-100K (latin-1, the same fields), which
+:func:`~metalearn.data.ratings.read_movielens_100k` reads unchanged, plus a ``README.txt`` that
+says the data are synthetic and lists the parameters. It is a stand-in with known structure, not a
+result about real users.
+
+The model (defaults sized like ML-100K: 943 users, 1,682 items, 19 genres, 21 occupations):
+
+- users: age (7..73, right-skewed like ML-100K's), gender (71% M), an occupation (skewed, and
+  consistent with age: students young, retirees 50+), a 5-digit zip code;
+- items: 1-3 genres (skewed popularity), a release year (mostly the 1990s, a tail back to the
+  1930s), a title ``"Synthetic Movie 12 (1995)"``;
+- latent factors of dimension ``dim``: ``p_u = sqrt(s) * A onehot(user attributes) + sqrt(1 - s) * eps_u``
+  with ``s = user_attribute_share`` (each part standardised, so ``s`` is the share of the variance
+  the attributes explain), ``q_i = sqrt(g) * B genres_i + sqrt(1 - g) * eps_i`` (``g = genre_share``);
+- ``rating = clip(round(mu + b_u + b_i + dot_std / sqrt(dim) * p_u . q_i + age_decade * a_u * o_i + noise), 1, 5)``
+  with user biases ``b_u``, item biases ``b_i`` (half from genres, half item-specific), and the
+  **age x decade interaction**: ``a_u`` in ``[-1, 1]`` is the user's age group (Under 18 = -1,
+  56+ = +1) and ``o_i`` in ``[0, 1]`` the film's age (0 for 1990 and later, 1 for 1960 and
+  earlier), so older users like older films and younger users dislike them. A model that reads
+  the user's age group gets this for free; matrix factorisation must infer the user's
+  coefficient from the few old films in that user's ratings;
+- ratings per user: ``min_ratings`` plus a lognormal tail, capped at ``max_ratings``; items drawn
+  without replacement with Zipf-like popularity (successive sampling by Gumbel top-k), every
+  item rated at least once (an unrated item goes to a random user below the cap);
+- timestamps: users join uniformly over 1997-09-19 .. 1998-04-22 (ML-100K's window) and rate
+  in a burst after joining (most within days, some over weeks), never after the window ends.
+
+With the defaults the ratings have mean ~3.5 and most mass on 3 and 4 with few 1s, like ML-100K.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from metalearn.data.ratings import AGE_GROUPS, GENRES_100K, age_group
+
+OCCUPATIONS_100K = ("administrator", "artist", "doctor", "educator", "engineer", "entertainment",
+                    "executive", "healthcare", "homemaker", "lawyer", "librarian", "marketing", "none",
+                    "other", "programmer", "retired", "salesman", "scientist", "student", "technician",
+                    "writer")
+"""ML-100K's ``u.occupation``."""
+_OCCUPATION_RANK = ("student", "other", "educator", "administrator", "engineer", "programmer", "librarian",
+                    "writer", "executive", "scientist", "artist", "technician", "marketing", "entertainment",
+                    "healthcare", "retired", "lawyer", "salesman", "none", "homemaker", "doctor")
+# Relative genre popularity (Drama and Comedy most common, "unknown" nearly never), in GENRES_100K order.
+_GENRE_WEIGHTS = (0.002, 0.10, 0.05, 0.015, 0.05, 0.18, 0.045, 0.02, 0.25, 0.01, 0.01, 0.035, 0.02,
+                  0.025, 0.10, 0.04, 0.10, 0.03, 0.01)
+_ZIP_DIGIT_WEIGHTS = (0.06, 0.10, 0.10, 0.08, 0.09, 0.12, 0.07, 0.08, 0.10, 0.20)
+WINDOW = (calendar.timegm((1997, 9, 19, 0, 0, 0)), calendar.timegm((1998, 4, 22, 23, 59, 59)))
+"""The seven months of ML-100K (its README: 19 September 1997 to 22 April 1998), UTC seconds."""
+
+
+@dataclass(frozen=True)
+class SyntheticRatings:
+    """Parameters of the generator (see the module docstring for the model)."""
+
+    n_users: int = 943
+    """Users (ML-100K: 943)."""
+    n_items: int = 1682
+    """Items (ML-100K: 1,682); each is rated at least once."""
+    dim: int = 8
+    """Dimension of the user and item latent factors."""
+    user_attribute_share: float = 0.5
+    """Share of the variance of the user factors explained by the user attributes (age group,
+    gender, occupation, zip region), 0..1."""
+    genre_share: float = 0.5
+    """Share of the variance of the item factors (and of the item biases) explained by the genres, 0..1."""
+    mu: float = 3.6
+    """Global offset of the ratings before rounding."""
+    user_bias_std: float = 0.45
+    """Standard deviation of the user biases."""
+    item_bias_std: float = 0.5
+    """Standard deviation of the item biases."""
+    dot_std: float = 0.6
+    """Standard deviation of the dot-product term ``p_u . q_i`` after scaling."""
+    age_decade: float = 0.8
+    """Strength of the age-group x film-age interaction, in rating points at the extremes (a
+    56+ user on a 1960 film: +age_decade; an under-18 user: -age_decade); 0 turns it off."""
+    noise_std: float = 0.65
+    """Standard deviation of the per-rating noise."""
+    min_ratings: int = 20
+    """Fewest ratings per user (ML-100K: 20)."""
+    max_ratings: int = 700
+    """Most ratings per user (ML-100K's heaviest user: 737)."""
+    tail_median: float = 50.0
+    """Median of the lognormal number of ratings beyond ``min_ratings``."""
+    tail_sigma: float = 1.1
+    """Log-scale spread of that tail (larger: heavier users)."""
+    popularity_exponent: float = 1.0
+    """Zipf exponent of item popularity: an item of popularity rank ``r`` (0 = most popular) has
+    the weight ``(r + popularity_offset) ** -popularity_exponent * exp(-r / popularity_cutoff)``."""
+    popularity_offset: float = 40.0
+    """Flattens the head of the popularity curve (ML-100K's most rated film: 583 of 943 users)."""
+    popularity_cutoff: float = 500.0
+    """Ranks beyond a few cutoffs are rarely drawn, so the tail has films with one rating."""
+
+    def __post_init__(self):
+        checks = [
+            (self.n_users >= 1 and self.n_items >= 1, "n_users and n_items must be at least 1"),
+            (self.dim >= 1, "dim must be at least 1"),
+            (0.0 <= self.user_attribute_share <= 1.0 and 0.0 <= self.genre_share <= 1.0,
+             "user_attribute_share and genre_share must lie in 0..1"),
+            (min(self.user_bias_std, self.item_bias_std, self.dot_std, self.noise_std) >= 0,
+             "the standard deviations must be >= 0"),
+            (1 <= self.min_ratings <= self.max_ratings, "need 1 <= min_ratings <= max_ratings"),
+            (self.min_ratings <= self.n_items, f"min_ratings ({self.min_ratings}) exceeds n_items ({self.n_items})"),
+            (self.tail_median > 0 and self.tail_sigma >= 0, "tail_median must be > 0 and tail_sigma >= 0"),
+            (self.popularity_exponent >= 0 and self.popularity_offset > 0 and self.popularity_cutoff > 0,
+             "popularity_exponent must be >= 0, popularity_offset and popularity_cutoff > 0"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"SyntheticRatings: {message}")
+
+
+def _standardize(x: np.ndarray) -> np.ndarray:
+    """Columns scaled to mean 0 and variance 1 (a constant column stays 0)."""
+    x = x - x.mean(axis=0)
+    std = x.std(axis=0)
+    return x / np.where(std > 0, std, 1.0)
+
+
+def _mix(attribute_part: np.ndarray, own: np.ndarray, share: float) -> np.ndarray:
+    return np.sqrt(share) * _standardize(attribute_part) + np.sqrt(1.0 - share) * _standardize(own)
+
+
+def _categorical(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
+    """One draw per row of ``probs`` (rows sum to 1)."""
+    cum = np.cumsum(probs, axis=-1)
+    return np.minimum((rng.random((len(probs), 1)) > cum).sum(axis=1), probs.shape[1] - 1)
+
+
+def _users(config: SyntheticRatings, rng: np.random.Generator):
+    n = config.n_users
+    age = np.clip(np.rint(7 + rng.gamma(4.9, 5.5, n)), 7, 73).astype(np.int64)
+    male = rng.random(n) < 0.71
+    rank = {o: r for r, o in enumerate(_OCCUPATION_RANK)}
+    base = np.array([(rank[o] + 1.0) ** -0.8 for o in OCCUPATIONS_100K])
+    weights = np.tile(base, (n, 1))
+    student, retired = OCCUPATIONS_100K.index("student"), OCCUPATIONS_100K.index("retired")
+    weights[:, student] *= np.where(age < 23, 3.0, np.where(age >= 30, 0.15, 1.0))
+    weights[:, retired] *= np.where(age < 50, 0.0, np.where(age >= 60, 8.0, 1.0))
+    occupation = _categorical(rng, weights / weights.sum(axis=1, keepdims=True))
+    digit = rng.choice(10, n, p=np.array(_ZIP_DIGIT_WEIGHTS))
+    zips = digit * 10000 + rng.integers(0, 10000, n)
+    return age, male, occupation, digit, zips
+
+
+def _items(config: SyntheticRatings, rng: np.random.Generator):
+    n, n_genres = config.n_items, len(GENRES_100K)
+    count = rng.choice([1, 2, 3], n, p=[0.5, 0.35, 0.15])
+    keys = np.log(np.array(_GENRE_WEIGHTS)) + rng.gumbel(size=(n, n_genres))
+    order = np.argsort(-keys, axis=1)
+    genres = np.zeros((n, n_genres), bool)
+    chosen = np.arange(n_genres)[None, :] < count[:, None]
+    genres[np.repeat(np.arange(n), n_genres)[chosen.ravel()], order[chosen]] = True
+    recent = rng.random(n) < 0.75
+    year_90s = 1990 + rng.choice(9, n, p=np.array([1, 1, 1.2, 1.5, 2, 2.5, 3.5, 3.5, 1.5]) / 17.7)
+    decade = 1930 + 10 * rng.choice(6, n, p=np.array([0.05, 0.08, 0.10, 0.14, 0.23, 0.40]))
+    year = np.where(recent, year_90s, decade + rng.integers(0, 10, n))
+    return genres, year
+
+
+def _counts(config: SyntheticRatings, rng: np.random.Generator) -> np.ndarray:
+    tail = np.floor(rng.lognormal(np.log(config.tail_median), config.tail_sigma, config.n_users))
+    return np.minimum(config.min_ratings + tail, min(config.max_ratings, config.n_items)).astype(np.int64)
+
+
+def _pairs(config: SyntheticRatings, counts: np.ndarray, rng: np.random.Generator):
+    """``(user, item)`` pairs: each user's items without replacement by Zipf popularity."""
+    rank = rng.permutation(config.n_items)
+    log_w = -config.popularity_exponent * np.log(rank + config.popularity_offset) - rank / config.popularity_cutoff
+    keys = log_w[None, :] + rng.gumbel(size=(config.n_users, config.n_items))
+    order = np.argsort(-keys, axis=1)
+    chosen = np.arange(config.n_items)[None, :] < counts[:, None]
+    user = np.repeat(np.arange(config.n_users), config.n_items)[chosen.ravel()]
+    item = order[chosen]
+    unrated = np.setdiff1d(np.arange(config.n_items), item)
+    if len(unrated):  # every item is rated at least once, by users below the cap
+        room = np.flatnonzero(counts < config.max_ratings)
+        room = room if len(room) else np.arange(config.n_users)
+        user = np.concatenate([user, rng.choice(room, len(unrated))])
+        item = np.concatenate([item, unrated])
+    return user, item
+
+
+def _timestamps(config: SyntheticRatings, user: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    start, end = WINDOW
+    join = start + rng.random(config.n_users) * (end - start - 3600)
+    span = np.minimum(end - join, rng.exponential(15 * 86400.0, config.n_users))
+    return (join[user] + span[user] * rng.random(len(user)) ** 3).astype(np.int64)
+
+
+def generate(config: SyntheticRatings = SyntheticRatings(), seed: int = 0) -> dict[str, np.ndarray]:
+    """The generator's arrays (0-based users and items), before they are written as files.
+
+    Returns:
+        ``user``, ``item``, ``rating`` (int64 1..5), ``timestamp`` ``(n,)``; ``age``, ``male``,
+        ``occupation`` (index into :data:`OCCUPATIONS_100K`), ``zip`` ``(n_users,)``; ``genres``
+        (bool ``(n_items, 19)``), ``year`` ``(n_items,)``.
+
+    Examples:
+        >>> g = generate(SyntheticRatings(n_users=40, n_items=60), seed=1)
+        >>> int(g["rating"].min()) >= 1, int(g["rating"].max()) <= 5, g["genres"].shape
+        (True, True, (60, 19))
+    """
+    rng = np.random.default_rng(seed)
+    age, male, occupation, digit, zips = _users(config, rng)
+    genres, year = _items(config, rng)
+    groups = np.array([age_group(a) for a in age])
+    onehot = np.concatenate([np.eye(len(AGE_GROUPS))[groups], np.eye(2)[male.astype(int)],
+                             np.eye(len(OCCUPATIONS_100K))[occupation], np.eye(10)[digit]], axis=1)
+    d = config.dim
+    p = _mix(onehot @ rng.normal(size=(onehot.shape[1], d)), rng.normal(size=(config.n_users, d)),
+             config.user_attribute_share)
+    genre_mean = genres / genres.sum(axis=1, keepdims=True)
+    q = _mix(genre_mean @ rng.normal(size=(genres.shape[1], d)), rng.normal(size=(config.n_items, d)),
+             config.genre_share)
+    b_u = config.user_bias_std * rng.normal(size=config.n_users)
+    b_i = config.item_bias_std * _mix(genre_mean @ rng.normal(size=(genres.shape[1], 1)),
+                                      rng.normal(size=(config.n_items, 1)), config.genre_share)[:, 0]
+    counts = _counts(config, rng)
+    user, item = _pairs(config, counts, rng)
+    a_u = (groups - 3) / 3.0
+    o_i = np.clip((1990 - year) / 30.0, 0.0, 1.0)
+    value = (config.mu + b_u[user] + b_i[item] + config.dot_std / np.sqrt(d) * np.einsum("nd,nd->n", p[user], q[item])
+             + config.age_decade * a_u[user] * o_i[item] + config.noise_std * rng.normal(size=len(user)))
+    rating = np.clip(np.rint(value), 1, 5).astype(np.int64)
+    timestamp = _timestamps(config, user, rng)
+    order = rng.permutation(len(user))  # u.data is randomly ordered, as ML-100K's
+    return {"user": user[order], "item": item[order], "rating": rating[order], "timestamp": timestamp[order],
+            "age": age, "male": male, "occupation": occupation, "zip": zips, "genres": genres, "year": year}
+
+
+def _readme(config: SyntheticRatings, seed: int, g: dict[str, np.ndarray]) -> str:
+    lines = [
+        "SYNTHETIC ratings in the MovieLens-100K file format (metalearn.data.synthetic_ratings).",
+        "",
+        "These are NOT MovieLens ratings and NOT real people: every user, film, title and rating was",
+        "drawn from a latent-factor model by write_synthetic_movielens. Use them to develop and test;",
+        "figures measured on them say nothing about real users.",
+        "",
+        f"{config.n_users} users, {config.n_items} items, {len(g['rating'])} ratings; seed {seed}.",
+        "Files: u.data (user id, item id, rating, timestamp; tab-separated), u.item, u.user, u.genre,",
+        "u.occupation (|-separated, latin-1), as in ML-100K.",
+        "",
+        "Parameters (SyntheticRatings):",
+        *(f"  {k} = {v!r}" for k, v in asdict(config).items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_synthetic_movielens(folder: str | os.PathLike, config: SyntheticRatings = SyntheticRatings(),
+                              seed: int = 0) -> Path:
+    """Write the ML-100K files of a synthetic data set (and ``README.txt``) into ``folder``.
+
+    The files are byte-identical for the same ``(config, seed)``.
+
+    Args:
+        folder: Created if missing; existing files of the same names are replaced.
+        config: The generator's parameters.
+        seed: Seed of every random draw.
+
+    Returns:
+        ``folder``, for :func:`~metalearn.data.ratings.read_movielens_100k`.
+
+    Examples:
+        >>> import tempfile
+        >>> from metalearn.data.ratings import read_movielens_100k
+        >>> folder = write_synthetic_movielens(tempfile.mkdtemp(), SyntheticRatings(n_users=30, n_items=50))
+        >>> t = read_movielens_100k(folder)
+        >>> t.n_users, t.n_items, bool(t.rating.min() >= 1 and t.rating.max() <= 5)
+        (30, 50, True)
+    """
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    g = generate(config, seed)
+    data = "".join(f"{u + 1}\t{i + 1}\t{r}\t{t}\n" for u, i, r, t in
+                   zip(g["user"].tolist(), g["item"].tolist(), g["rating"].tolist(), g["timestamp"].tolist()))
+    flags = np.where(g["genres"], "1", "0")
+    items = "".join(f"{i + 1}|Synthetic Movie {i + 1} ({y})|01-Jan-{y}|||{'|'.join(f)}\n"
+                    for i, (y, f) in enumerate(zip(g["year"].tolist(), flags.tolist())))
+    users = "".join(f"{u + 1}|{a}|{'M' if m else 'F'}|{OCCUPATIONS_100K[o]}|{z:05d}\n" for u, (a, m, o, z) in
+                    enumerate(zip(g["age"].tolist(), g["male"].tolist(), g["occupation"].tolist(), g["zip"].tolist())))
+    files = {
+        "u.data": data, "u.item": items, "u.user": users,
+        "u.genre": "".join(f"{name}|{k}\n" for k, name in enumerate(GENRES_100K)) + "\n",
+        "u.occupation": "".join(f"{o}\n" for o in OCCUPATIONS_100K),
+        "README.txt": _readme(config, seed, g),
+    }
+    for name, text in files.items():
+        (folder / name).write_bytes(text.encode("latin-1"))
+    return folder
