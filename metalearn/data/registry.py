@@ -7,7 +7,9 @@ without importing each other.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import hashlib
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -184,7 +186,7 @@ def ratings_table(name: str, root: str | None):
     from metalearn.data import ratings
 
     if name == "movielens-synthetic":
-        return ratings.read_movielens_100k(synthetic_movielens_folder(root))
+        return dataclasses.replace(ratings.read_movielens_100k(synthetic_movielens_folder(root)), name=name)
     if name == "ratings-csv":
         if root is None:
             raise ValueError(f"data.dataset=ratings-csv needs data.root (or --data-root): {RATINGS_CSV_LAYOUT}")
@@ -199,11 +201,13 @@ def ratings_table(name: str, root: str | None):
 
 def synthetic_movielens_folder(root: str | None = None) -> Path:
     """The folder of the seeded synthetic MovieLens-100K files (generated once, atomically):
-    ``root`` if given, else ``<cache>/movielens-synthetic-<version>``."""
+    ``root`` if given, else ``<cache>/movielens-synthetic-<hash of the generator's defaults>``."""
     from metalearn.data.cache import cache_dir
-    from metalearn.data.synthetic_ratings import GENERATOR_VERSION, write_synthetic_movielens
+    from metalearn.data.synthetic_ratings import SyntheticRatings, write_synthetic_movielens
 
-    folder = Path(root).expanduser() if root else cache_dir() / f"movielens-synthetic-v{GENERATOR_VERSION}"
+    # named by the generator's parameters: other defaults are other data, never a stale folder
+    version = hashlib.sha256(repr(SyntheticRatings()).encode()).hexdigest()[:12]
+    folder = Path(root).expanduser() if root else cache_dir() / f"movielens-synthetic-{version}"
     if not (folder / "u.data").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".synthetic-"))

@@ -149,6 +149,10 @@ def cold_items(n_items: int, fraction: float, seed: int) -> np.ndarray:
     return mask
 
 
+_TOLD: set = set()
+"""The skip counts printed so far in this process (each is printed once)."""
+
+
 class UserTasks:
     """The users of one split of a ratings table, as regression tasks of a protocol.
 
@@ -238,9 +242,11 @@ class UserTasks:
         self.fields = ([["item", table.n_items + 1, 1]]
                        + [[f"item.{a.name}", a.cardinality, a.codes.shape[1]] for a in table.item_attrs]
                        + [[f"user.{a.name}", a.cardinality, a.codes.shape[1]] for a in table.user_attrs])
-        if not quiet and any(self.skipped.values()):
-            told = ", ".join(f"{n} {why}" for why, n in self.skipped.items() if n)
-            print(f"{table.name} ({p.name} protocol, {split}): {len(self.users)} users; skipped {told}",
+        told = ", ".join(f"{n} {why}" for why, n in self.skipped.items() if n)
+        key = (table.fingerprint, p, user_split, tuple(fractions), seed, item_cold, told)
+        if not quiet and told and key not in _TOLD:  # once per table and protocol, not per split
+            _TOLD.add(key)
+            print(f"{table.name} ({p.name} protocol): skipped {told}; {split} split: {len(self.users)} users",
                   file=sys.stderr)
 
     def _usable(self, rows: np.ndarray) -> bool:
