@@ -497,7 +497,12 @@ def age_group(age: int) -> int:
 
 
 def zip_region(code: str) -> str:
-    """The first digit of a zip code (a US region), or ``"other"`` (e.g. a Canadian postcode)."""
+    """The first digit of a zip code (a US region), or ``"other"`` (e.g. a Canadian postcode).
+
+    Examples:
+        >>> zip_region("85711"), zip_region("55117-2345"), zip_region("T8H1N")
+        ('8', '5', 'other')
+    """
     code = code.strip()
     return code[0] if code[:1].isdigit() else "other"
 
@@ -788,6 +793,11 @@ def download_movielens(name: str, dest: str | os.PathLike | None = None, *, quie
         ChecksumError: the archive's md5 is not the published one (the file is removed; download
             again or place a good copy there).
         urllib.error.URLError: no network (the message names the URL).
+
+    Examples:
+        >>> folder = download_movielens("movielens-100k", "~/data")  # doctest: +SKIP
+        >>> read_movielens(folder).n_ratings  # doctest: +SKIP
+        100000
     """
     if name not in MOVIELENS_SOURCES:
         raise ValueError(f"unknown MovieLens dataset {name!r}; choose {', '.join(MOVIELENS_SOURCES)}")
