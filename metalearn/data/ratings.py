@@ -497,7 +497,12 @@ def age_group(age: int) -> int:
 
 
 def zip_region(code: str) -> str:
-    """The first digit of a zip code (a US region), or ``"other"`` (e.g. a Canadian postcode)."""
+    """The first digit of a zip code (a US region), or ``"other"`` (e.g. a Canadian postcode).
+
+    Examples:
+        >>> zip_region("85711"), zip_region("55117-2345"), zip_region("T8H1N")
+        ('8', '5', 'other')
+    """
     code = code.strip()
     return code[0] if code[:1].isdigit() else "other"
 
@@ -505,15 +510,20 @@ def zip_region(code: str) -> str:
 # ----------------------------------------------------------------------------------- MovieLens
 
 
-def _read_100k(files: _Files, name: str) -> RatingsTable:
-    where = files.where("u.data")
-    rows, numbers = _split_lines(files.text("u.data", "latin-1"), "\t", 4, where)
-    users, items = [r[0].strip() for r in rows], [r[1].strip() for r in rows]
+def _movielens_ratings(files: _Files, name: str, sep: str):
+    """``(user, item, rating, timestamp, user_ids, item_ids)`` of a MovieLens ratings file
+    (``user sep item sep rating sep timestamp``, 1-5 stars)."""
+    where = files.where(name)
+    rows, numbers = _split_lines(files.text(name, "latin-1"), sep, 4, where)
     rating = _numbers([r[2] for r in rows], np.float64, "rating", where, numbers)
     timestamp = _numbers([r[3] for r in rows], np.int64, "timestamp", where, numbers)
     _check_scale(rating, (1.0, 5.0), where, numbers)
-    user, item, rating, timestamp, user_ids, item_ids = _ratings_arrays(users, items, rating, timestamp,
-                                                                        where, numbers)
+    return _ratings_arrays([r[0].strip() for r in rows], [r[1].strip() for r in rows], rating, timestamp,
+                           where, numbers)
+
+
+def _read_100k(files: _Files, name: str) -> RatingsTable:
+    user, item, rating, timestamp, user_ids, item_ids = _movielens_ratings(files, "u.data", "\t")
     genres = GENRES_100K
     if files.has("u.genre"):
         g_rows, _ = _split_lines(files.text("u.genre", "latin-1"), "|", 2, files.where("u.genre"))
@@ -555,14 +565,7 @@ def _read_100k(files: _Files, name: str) -> RatingsTable:
 
 
 def _read_1m(files: _Files, name: str) -> RatingsTable:
-    where = files.where("ratings.dat")
-    rows, numbers = _split_lines(files.text("ratings.dat", "latin-1"), "::", 4, where)
-    users, items = [r[0].strip() for r in rows], [r[1].strip() for r in rows]
-    rating = _numbers([r[2] for r in rows], np.float64, "rating", where, numbers)
-    timestamp = _numbers([r[3] for r in rows], np.int64, "timestamp", where, numbers)
-    _check_scale(rating, (1.0, 5.0), where, numbers)
-    user, item, rating, timestamp, user_ids, item_ids = _ratings_arrays(users, items, rating, timestamp,
-                                                                        where, numbers)
+    user, item, rating, timestamp, user_ids, item_ids = _movielens_ratings(files, "ratings.dat", "::")
     where = files.where("movies.dat")
     m_rows, m_numbers = _split_lines(files.text("movies.dat", "latin-1"), "::", 3, where)
     rows_of = _align(_index_rows([r[0].strip() for r in m_rows], where, m_numbers), item_ids, "item", where)
@@ -790,6 +793,11 @@ def download_movielens(name: str, dest: str | os.PathLike | None = None, *, quie
         ChecksumError: the archive's md5 is not the published one (the file is removed; download
             again or place a good copy there).
         urllib.error.URLError: no network (the message names the URL).
+
+    Examples:
+        >>> folder = download_movielens("movielens-100k", "~/data")  # doctest: +SKIP
+        >>> read_movielens(folder).n_ratings  # doctest: +SKIP
+        100000
     """
     if name not in MOVIELENS_SOURCES:
         raise ValueError(f"unknown MovieLens dataset {name!r}; choose {', '.join(MOVIELENS_SOURCES)}")
