@@ -21,6 +21,7 @@ from torch import Tensor
 
 from metalearn.data.base import ClassDataset, as_float_images
 from metalearn.data.regression import TaskFamily
+from metalearn.data.user_tasks import UserTasks
 
 DEFAULT_CACHE_BYTES = 256 * 2**20
 """Default budget of :class:`TorchDataset`'s cache of decoded items (256 MiB)."""
@@ -194,16 +195,17 @@ class TorchDataset(ClassDataset):
                 f"{self.num_classes} classes, item shape {self.item_shape})")
 
 
-def as_source(obj) -> ClassDataset | TaskFamily:
-    """``obj`` as an episode source: a :class:`ClassDataset` or :class:`TaskFamily` as it is, any
-    other map-style dataset (``__len__`` and ``__getitem__``) wrapped in :class:`TorchDataset`.
+def as_source(obj) -> ClassDataset | TaskFamily | UserTasks:
+    """``obj`` as an episode source: a :class:`ClassDataset`, :class:`TaskFamily` or
+    :class:`~metalearn.data.user_tasks.UserTasks` as it is, any other map-style dataset
+    (``__len__`` and ``__getitem__``) wrapped in :class:`TorchDataset`.
 
     Raises:
         TypeError: ``obj`` is none of these.
     """
-    if isinstance(obj, ClassDataset | TaskFamily):
+    if isinstance(obj, ClassDataset | TaskFamily | UserTasks):
         return obj
     if hasattr(obj, "__getitem__") and hasattr(obj, "__len__"):
         return TorchDataset(obj)
-    raise TypeError(f"a dataset build must return a ClassDataset, a TaskFamily or a map-style "
+    raise TypeError(f"a dataset build must return a ClassDataset, a TaskFamily, UserTasks or a map-style "
                     f"torch Dataset of (x, label) items, got {type(obj).__name__}")

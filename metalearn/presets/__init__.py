@@ -33,6 +33,7 @@ from metalearn.presets.omniglot import (
     reptile_omniglot_5w1s,
     reptile_omniglot_5w5s,
 )
+from metalearn.presets.recommendation import RATINGS_DATASETS, RATINGS_RECIPES
 from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid, pretrained_sinusoid
 from metalearn.presets.text import TEXT_DATASETS, TEXT_RECIPES
 from metalearn.train.config import ConfigError, RunConfig, suggest
@@ -62,6 +63,7 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     **{f"cnp-sinusoid-{k}shot": partial(cnp_sinusoid, k) for k in (5, 10, 20)},
     **{f"{algo}-{ds}-5w{k}s": partial(recipe, k, ds) for algo, recipe in TEXT_RECIPES.items()
        for ds in TEXT_DATASETS for k in (1, 5)},
+    **{f"{algo}-{ds}": partial(recipe, ds) for algo, recipe in RATINGS_RECIPES.items() for ds in RATINGS_DATASETS},
 }
 """Name table for the CLI: preset name -> function returning its :class:`RunConfig`."""
 
@@ -84,8 +86,8 @@ def describe(name: str) -> str:
     line = (getattr(fn, "func", fn).__doc__ or "").strip().splitlines()[0]
     if isinstance(fn, partial):  # e.g. maml_sinusoid(k_shot) -> "... on 5-shot sinusoid ..."
         line = line.replace("K-shot", f"{fn.args[0]}-shot")
-        if len(fn.args) > 1:  # text recipes: (k_shot, dataset)
-            line = line.replace("DATASET", fn.args[1])
+        if isinstance(fn.args[-1], str):  # text recipes (k_shot, dataset), ratings recipes (dataset)
+            line = line.replace("DATASET", fn.args[-1])
     return line
 
 
