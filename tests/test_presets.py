@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from metalearn.algorithms import ALGORITHMS
+from metalearn.data.ratings import locate_movielens
+from metalearn.data.registry import DATASETS
 from metalearn.presets import PRESETS, describe, get_preset
 from metalearn.train.config import ConfigError, validate
 from metalearn.train.data import train_sampler
@@ -22,6 +24,11 @@ def test_preset_validates_and_builds(name):
     if cfg.algorithm.name not in ALGORITHMS:
         pytest.skip(f"algorithm {cfg.algorithm.name!r} is not registered in ALGORITHMS yet")
     validate(cfg)
+    if DATASETS[cfg.data.dataset].ratings and cfg.data.dataset != "movielens-synthetic":
+        try:  # the rating network's input layout comes from the data: MovieLens is not shipped
+            locate_movielens(cfg.data.dataset, cfg.data.root)
+        except FileNotFoundError:
+            cfg.data.dataset = "movielens-synthetic"
     algo = build_algorithm(cfg)
     assert sum(p.numel() for p in algo.parameters()) > 0
 

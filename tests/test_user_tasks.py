@@ -11,7 +11,13 @@ from metalearn.algorithms import CNP, MAML, CNPConfig, ItemMean, MAMLConfig, MeL
 from metalearn.algorithms.functional import autograd_grad
 from metalearn.algorithms.maml import MetaParams
 from metalearn.data.ratings import Attribute, RatingsTable
-from metalearn.data.user_tasks import PROTOCOLS, UserEpisodes, UserTasks, UserTaskSampler, split_users
+from metalearn.data.user_tasks import (
+    PROTOCOLS,
+    UserEpisodes,
+    UserTasks,
+    UserTaskSampler,
+    split_users,
+)
 from metalearn.eval import evaluate
 from metalearn.models import RatingNet
 from metalearn.types import EpisodeBatch, EpisodeList

@@ -45,6 +45,11 @@ class CNPConfig:
     """Lower bound of the predicted standard deviation."""
     feature_dim: int | None = None
     """Output size of a backbone without ``out_dim``/``out_features``; else ``None``."""
+    film: bool = False
+    """Also modulate each hidden decoder layer by the task: ``h <- (1 + gamma(r)) * h + beta(r)``
+    (FiLM, Perez et al. 2018), as TaNP's task-adaptive decoder does (Lin et al. 2021). The
+    prediction is then a task-weighted sum of query features, which can express a
+    matrix-factorisation user vector; a plain CNP's decoder sees ``r`` only concatenated."""
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -119,6 +124,13 @@ class CNP(nn.Module):
         d, h = _output_size(backbone, cfg.feature_dim), cfg.hidden
         self.encoder = _mlp([d + cfg.y_dim] + [h] * cfg.encoder_layers)
         self.decoder = _mlp([d + h] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
+        if cfg.film and cfg.decoder_layers < 2:
+            raise ValueError("film modulates the hidden decoder layers: set decoder_layers >= 2")
+        # gamma and beta of each hidden decoder layer, from r; zero at the start (no modulation)
+        self.film = nn.Linear(h, 2 * h * (cfg.decoder_layers - 1)) if cfg.film else None
+        if self.film is not None:
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
     def distribution(self, support_x: Tensor, support_y: Tensor, query_x: Tensor) -> tuple[Tensor, Tensor]:
         """The predictive Gaussian of one task at its query inputs.
@@ -138,10 +150,19 @@ class CNP(nn.Module):
         zs, zq = embed_support_query(self.backbone, support_x, query_x)
         zs, zq = flatten_features(zs), flatten_features(zq)
         r = self.encoder(torch.cat([zs, support_y.reshape(len(zs), -1)], -1)).mean(0)
-        out = self.decoder(torch.cat([zq, r.expand(len(zq), -1)], -1))
+        out = self._decode(torch.cat([zq, r.expand(len(zq), -1)], -1), r)
         mean, raw = out.chunk(2, dim=-1)
         std = self.config.min_std + (1 - self.config.min_std) * F.softplus(raw)
         return mean, std * std
+
+    def _decode(self, h: Tensor, r: Tensor) -> Tensor:
+        if self.film is None:
+            return self.decoder(h)
+        linears = [m for m in self.decoder if isinstance(m, nn.Linear)]
+        gamma, beta = self.film(r).view(len(linears) - 1, 2, -1).unbind(1)
+        for layer, g, b in zip(linears[:-1], gamma, beta):
+            h = F.relu(layer(h) * (1 + g) + b)
+        return linears[-1](h)
 
     def _check(self, support_y: Tensor) -> None:
         if support_y.shape[0] == 0:

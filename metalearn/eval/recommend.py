@@ -15,7 +15,7 @@ data files, or its title) and a ``rating`` column, e.g.::
 from __future__ import annotations
 
 import csv
-import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,7 +23,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from metalearn.data.ratings import UnknownItemError
 from metalearn.data.user_tasks import UserTasks
+
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 class RecommendInputError(ValueError):
@@ -40,36 +43,22 @@ class Recommendation:
     predicted: float
 
 
-def _close_items(tasks: UserTasks, text: str, n: int = 5) -> list[str]:
-    t = tasks.table
-    names = list(t.item_titles or ()) + list(t.item_ids)
-    return difflib.get_close_matches(text, names, n=n, cutoff=0.5)
-
-
 def resolve_item(tasks: UserTasks, text: str) -> int:
     """The dense index of the item named ``text``: its id as in the data files, else its title
     (case-insensitive; a title without its year, e.g. ``Toy Story``, when only one item has it).
 
     Raises:
-        RecommendInputError: no such item (close titles suggested) or an ambiguous title.
+        RecommendInputError: no such item (close titles suggested) or a title several items share.
     """
     t = tasks.table
-    key = text.strip()
-    ids = {v: i for i, v in enumerate(t.item_ids)}
-    if key in ids:
-        return ids[key]
-    titles = [s.lower() for s in (t.item_titles or ())]
-    hits = [i for i, s in enumerate(titles) if s == key.lower()]
-    if not hits:  # "Toy Story" for "Toy Story (1995)"
-        hits = [i for i, s in enumerate(titles) if s.rsplit(" (", 1)[0] == key.lower()]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise RecommendInputError(f"{text!r} names {len(hits)} items ({', '.join(t.item_titles[i] for i in hits[:4])}"
-                                  "): give the full title with its year, or the item id")
-    close = _close_items(tasks, key)
-    raise RecommendInputError(f"unknown item {text!r}" + (f"; did you mean {', '.join(map(repr, close))}?"
-                                                          if close else ": give an item id or a title of the data"))
+    try:
+        return t.item_index(text)
+    except UnknownItemError as e:
+        key = text.strip().lower()
+        bare = [i for i, s in enumerate(t.item_titles or ()) if _YEAR.sub("", s).strip().lower() == key]
+        if len(bare) == 1:
+            return bare[0]
+        raise RecommendInputError(str(e)) from None
 
 
 def read_user_ratings(path: str | Path, tasks: UserTasks) -> tuple[np.ndarray, np.ndarray]:
