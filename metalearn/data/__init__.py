@@ -1,4 +1,5 @@
-"""Datasets, regression task families, episode samplers and per-episode transforms."""
+"""Datasets, regression task families, ratings tables with users as tasks, episode samplers and
+per-episode transforms."""
 
 from metalearn.data.array import ArrayDataset
 from metalearn.data.base import ClassDataset
@@ -17,13 +18,34 @@ from metalearn.data.intents import (
     split_text_dataset,
 )
 from metalearn.data.omniglot import Omniglot
+from metalearn.data.ratings import (
+    Attribute,
+    RatingsError,
+    RatingsTable,
+    download_movielens,
+    read_movielens,
+    read_movielens_1m,
+    read_movielens_100k,
+    read_ratings_csv,
+)
 from metalearn.data.regression import LinearTasks, SinusoidTasks, TaskFamily
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
+from metalearn.data.synthetic_ratings import SyntheticRatings, write_synthetic_movielens
 from metalearn.data.text import TextDataset, TextTokenizer
 from metalearn.data.torch_dataset import TorchDataset
 from metalearn.data.transforms import Augment, Normalize, StandardizeBySupport
+from metalearn.data.user_tasks import (
+    PROTOCOLS,
+    RatingProtocol,
+    UserEpisodes,
+    UserTasks,
+    UserTaskSampler,
+)
 
 __all__ = [
+    "PROTOCOLS", "Attribute", "RatingProtocol", "RatingsError", "RatingsTable", "SyntheticRatings",
+    "UserEpisodes", "UserTaskSampler", "UserTasks", "download_movielens", "read_movielens",
+    "read_movielens_1m", "read_movielens_100k", "read_ratings_csv", "write_synthetic_movielens",
     "ArrayDataset", "Augment", "Banking77", "ChecksumError", "ClassDataset", "Clinc150",
     "CorruptImageError", "EpisodeSampler", "FixedEpisodes", "Hwu64", "ImageFolder", "IntentDataset",
     "LinearTasks", "MiniImageNet", "Normalize", "Omniglot", "SinusoidTasks", "StandardizeBySupport",

@@ -178,15 +178,17 @@ def ratings_table(name: str, root: str | None):
     """The :class:`~metalearn.data.ratings.RatingsTable` of a ratings dataset, read once per process.
 
     Args:
-        name: ``movielens-100k``, ``movielens-1m``, ``movielens-synthetic`` or ``ratings-csv``.
+        name: ``movielens-100k``, ``movielens-1m``, a synthetic one (:data:`SYNTHETIC_RATINGS`) or
+            ``ratings-csv``.
         root: ``data.root``: the dataset's folder or zip (MovieLens; ``None``: under
             ``$METALEARN_DATA``), the folder of CSV files (``ratings-csv``); for the synthetic
             data the folder to generate it in (``None``: the cache).
     """
     from metalearn.data import ratings
 
-    if name == "movielens-synthetic":
-        return dataclasses.replace(ratings.read_movielens_100k(synthetic_movielens_folder(root)), name=name)
+    if name in SYNTHETIC_RATINGS:
+        folder = synthetic_movielens_folder(root, SYNTHETIC_RATINGS[name])
+        return dataclasses.replace(ratings.read_movielens_100k(folder), name=name)
     if name == "ratings-csv":
         if root is None:
             raise ValueError(f"data.dataset=ratings-csv needs data.root (or --data-root): {RATINGS_CSV_LAYOUT}")
@@ -199,20 +201,32 @@ def ratings_table(name: str, root: str | None):
     return ratings.read_movielens(ratings.locate_movielens(name, root))
 
 
-def synthetic_movielens_folder(root: str | None = None) -> Path:
-    """The folder of the seeded synthetic MovieLens-100K files (generated once, atomically):
-    ``root`` if given, else ``<cache>/movielens-synthetic-<hash of the generator's defaults>``."""
+SYNTHETIC_RATINGS = {"movielens-synthetic": {}, "movielens-synthetic-1m": {"n_users": 6040, "n_items": 3706}}
+"""The synthetic ratings datasets: name -> the generator's parameters other than its defaults
+(:class:`~metalearn.data.synthetic_ratings.SyntheticRatings`): the sizes of ML-100K and ML-1M."""
+
+
+def synthetic_movielens_folder(root: str | None = None, sizes: dict | None = None) -> Path:
+    """The folder of the seeded synthetic MovieLens-100K-format files (generated once, atomically):
+    ``root`` if given (an existing folder is read as it is), else
+    ``<cache>/movielens-synthetic-<hash of the generator's parameters>``.
+
+    Args:
+        root: ``data.root``, or ``None`` for the cache.
+        sizes: Parameters of :class:`~metalearn.data.synthetic_ratings.SyntheticRatings` to change.
+    """
     from metalearn.data.cache import cache_dir
     from metalearn.data.synthetic_ratings import SyntheticRatings, write_synthetic_movielens
 
-    # named by the generator's parameters: other defaults are other data, never a stale folder
-    version = hashlib.sha256(repr(SyntheticRatings()).encode()).hexdigest()[:12]
+    config = SyntheticRatings(**(sizes or {}))
+    # named by the generator's parameters: other parameters are other data, never a stale folder
+    version = hashlib.sha256(repr(config).encode()).hexdigest()[:12]
     folder = Path(root).expanduser() if root else cache_dir() / f"movielens-synthetic-{version}"
     if not (folder / "u.data").is_file():
         folder.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".synthetic-"))
         try:
-            write_synthetic_movielens(tmp)
+            write_synthetic_movielens(tmp, config)
             if not (folder / "u.data").is_file():  # another process may have finished first
                 if folder.exists():
                     shutil.rmtree(folder)
@@ -269,9 +283,13 @@ DATASETS: dict[str, DatasetEntry] = {
     "movielens-1m": DatasetEntry("MovieLens 1M ratings (6,040 users, 3,706 movies); each user a task; "
                                  "metalearn prepare-data movielens-1m", _ratings("movielens-1m"), False,
                                  ratings=True),
-    "movielens-synthetic": DatasetEntry("seeded synthetic ratings in MovieLens-100K format (development "
-                                        "data, generated into the cache; not a result); each user a task",
-                                        _ratings("movielens-synthetic"), False, ratings=True),
+    "movielens-synthetic": DatasetEntry("seeded synthetic ratings in MovieLens-100K format and size (943 "
+                                        "users; development data generated into the cache, not a result); "
+                                        "each user a task", _ratings("movielens-synthetic"), False,
+                                        ratings=True),
+    "movielens-synthetic-1m": DatasetEntry("the same generator at MovieLens-1M's size (6,040 users, 3,706 "
+                                           "items), in MovieLens-100K format; each user a task",
+                                           _ratings("movielens-synthetic-1m"), False, ratings=True),
     "ratings-csv": DatasetEntry("your ratings: data.root holds ratings.csv (user,item,rating[,timestamp]) "
                                 "and optionally items.csv and users.csv of attributes; each user a task",
                                 _ratings("ratings-csv"), False, ratings=True),

@@ -1,7 +1,8 @@
-"""Evaluation on fixed episodes with 95% confidence intervals."""
+"""Evaluation on fixed episodes with 95% confidence intervals, and recommendation for a new user."""
 
 from metalearn.eval.evaluate import DEFAULT_EPISODES, EvalResult, evaluate
-from metalearn.eval.metrics import accuracy, macro_recall_f1, mean_ci95, mse
+from metalearn.eval.metrics import accuracy, macro_recall_f1, mae, mean_ci95, mse, ndcg_at_k, rmse
+from metalearn.eval.recommend import RecommendInputError, read_user_ratings, recommend
 
 __all__ = [
     "DEFAULT_EPISODES",
@@ -10,5 +11,11 @@ __all__ = [
     "evaluate",
     "macro_recall_f1",
     "mean_ci95",
+    "mae",
     "mse",
+    "ndcg_at_k",
+    "read_user_ratings",
+    "recommend",
+    "RecommendInputError",
+    "rmse",
 ]

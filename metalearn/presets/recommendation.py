@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from metalearn.train.config import AlgorithmConfig, DataConfig, ModelConfig, RunConfig, TrainConfig
 
-RATINGS_DATASETS = {"movielens-100k": "100K", "movielens-1m": "1M", "movielens-synthetic": "synthetic"}
-"""The ratings datasets with presets, and the word their names use."""
+RATINGS_DATASETS = ("movielens-100k", "movielens-1m", "movielens-synthetic", "movielens-synthetic-1m")
+"""The ratings datasets with presets."""
 
 _NOTES = ("Users split 8:1:1 at random; MeLU protocol (13-100 ratings, 10 random queries); every test "
           "user evaluated. Deviations: MovieLens attributes only (no IMDb director/actors) plus an "
