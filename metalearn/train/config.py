@@ -190,8 +190,8 @@ class TrainConfig:
     """Meta-training iterations (outer-loop updates)."""
     meta_batch: int = 4
     """Tasks per meta-update."""
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """Meta-optimizer: ``adam`` or ``sgd``."""
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """Meta-optimizer: ``adam``, ``adamw`` (weight decay decoupled from the gradient) or ``sgd``."""
     lr: float = 1e-3
     """Meta learning rate."""
     weight_decay: float = 0.0
