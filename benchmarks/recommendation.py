@@ -62,7 +62,7 @@ from text_fewshot import child_cpu, mean_ci, own_cpu, paired
 
 ROOT = Path(__file__).resolve().parent.parent
 METALEARN = [sys.executable, "-m", "metalearn.cli"]
-DATASETS = ("movielens-synthetic", "movielens-100k", "movielens-1m")
+DATASETS = ("movielens-synthetic-1m", "movielens-synthetic", "movielens-100k", "movielens-1m")
 PROTOCOLS = ("melu", "mamo")
 LABELS = {"global-mean": "GlobalMean", "item-mean": "ItemMean", "user-mean": "UserMean",
           "mf-ridge": "MF-ridge", "melu": "MeLU", "maml": "MAML", "meta-sgd": "Meta-SGD", "cnp": "CNP"}
