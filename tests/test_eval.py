@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.eval import EvalResult, accuracy, evaluate, macro_recall_f1, mean_ci95, mse
+from metalearn.eval import EvalResult, accuracy, evaluate, macro_recall_f1, mean_ci95, mse, ndcg_at_k
 from metalearn.types import Episode
 
 
@@ -140,8 +140,14 @@ def test_evaluate_regression_mse():
         eps.append(Episode(sx, torch.sin(3 * sx), qx, torch.sin(3 * qx)))
     res = evaluate(MeanRegressor(), iter(eps), progress=False)  # any iterable, no len
     manual = [((ep.support_y.mean() - ep.query_y) ** 2).mean().item() for ep in eps]
-    assert res.metric == "mse" and res.extra == {}
+    assert res.metric == "mse" and set(res.extra) == {"mae", "rmse"}
     assert res.per_episode == pytest.approx(manual)
+    maes = [(ep.support_y.mean() - ep.query_y).abs().mean().item() for ep in eps]
+    assert res.extra["mae"][0] == pytest.approx(np.mean(maes))
+    assert res.extra["rmse"][0] == pytest.approx(np.mean(np.sqrt(manual)))
+    ranked = evaluate(MeanRegressor(), eps, progress=False, ranking_k=(3,))
+    assert ranked.extra["ndcg@3"][0] == pytest.approx(np.mean(
+        [ndcg_at_k(torch.zeros(9, 1), ep.query_y, 3) for ep in eps]))  # a constant: random order
     assert res.ci95 == pytest.approx(1.96 * np.std(manual) / np.sqrt(7))
     assert "mse" in str(res) and "7 episodes" in str(res)
 
