@@ -82,7 +82,7 @@ def test_overrides_are_typed_and_reach_constructor_options():
     ("trian.steps=3", "Did you mean 'train.steps'"),
     ("data.kshot=3", "Did you mean 'data.k_shot'"),
     ("algorithm.name=mamll", "Did you mean 'maml'"),
-    ("train.optimizer=rmsprop", "adam or sgd"),
+    ("train.optimizer=rmsprop", "adam, adamw or sgd"),
     ("train.schedule=cosin", "constant, step, cosine or linear, got 'cosin'. Did you mean 'cosine'"),
     ("algorithm.options.inner_lrr=0.1", "Did you mean 'algorithm.inner_lr'"),
     ("model.options.hidden=wide", "model.options.hidden must be a list"),
@@ -255,7 +255,8 @@ def test_a_run_directory_of_the_old_config_format_resumes_and_evaluates(tmp_path
     for key in ("rotations", "split_fractions", "split_seed", "augment", "augment_padding",
                 "augment_degrees",  # added later (issue 17): an old run lacks them too
                 "fold", "tokenizer", "vocab_size", "max_length", "lowercase", "text_column",
-                "label_column"):  # and the text fields (issue 18)
+                "label_column",  # and the text fields (issue 18)
+                "protocol", "user_split", "item_cold", "cold_fraction"):  # and the ratings ones (19)
         del today["data"][key]
     assert OLD_FORMAT_CONFIG == today
     train(tiny_config(), tmp_path / "a", quiet=True)
@@ -386,5 +387,6 @@ def test_meta_optimizer_fused_adam_is_plain_adam():
     for a, b in zip(nets[0].parameters(), nets[1].parameters()):
         assert torch.allclose(a, b, atol=1e-6)
     assert isinstance(meta_optimizer(list(nets[0].parameters()), "sgd", lr=0.1), torch.optim.SGD)
-    with pytest.raises(ConfigError, match="'adam' or 'sgd'"):
+    assert isinstance(meta_optimizer(list(nets[0].parameters()), "adamw", lr=0.1), torch.optim.AdamW)
+    with pytest.raises(ConfigError, match="'adam', 'adamw' or 'sgd'"):
         meta_optimizer(list(nets[0].parameters()), "rmsprop")
