@@ -9,7 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from metalearn.eval import EvalResult, accuracy, evaluate, macro_recall_f1, mean_ci95, mse, ndcg_at_k
+from metalearn.eval import (
+    EvalResult,
+    accuracy,
+    evaluate,
+    macro_recall_f1,
+    mean_ci95,
+    mse,
+    ndcg_at_k,
+)
 from metalearn.types import Episode
 
 

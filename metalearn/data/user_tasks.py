@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from metalearn._rng import derive_seed, make_generator
+from metalearn.data.samplers import EpisodeSampler
 from metalearn.types import Episode, EpisodeBatch, EpisodeList
 
 if TYPE_CHECKING:
@@ -191,6 +192,11 @@ class UserTasks:
         >>> ep = tasks.episode(0)
         >>> tuple(ep.support_x.shape), tuple(ep.query_y.shape)
         ((15, 1), (5, 1))
+        >>> type(UserTaskSampler(tasks, seed=0).sample_batch(4)).__name__  # equal sizes: stacked
+        'EpisodeBatch'
+        >>> test = UserEpisodes(UserTasks(table, "test", "melu", quiet=True), seed=2)
+        >>> len(test), tuple(test[0].query_x.shape), test.describe()["n_episodes"]
+        (4, (10, 1), 4)
     """
 
     def __init__(self, table: RatingsTable, split: str = "train", protocol: str | RatingProtocol = "melu",
@@ -352,16 +358,7 @@ class UserTaskSampler:
         seed: Run seed; the generator is seeded from ``(seed, rank)``.
         rank: Stream id (the distributed rank).
 
-    Examples:
-        >>> from metalearn.data.ratings import RatingsTable
-        >>> user, item = np.repeat(np.arange(40), 20), np.tile(np.arange(20), 40)
-        >>> table = RatingsTable(user=user, item=item, rating=np.ones(800, np.float32),
-        ...                      timestamp=np.arange(800), user_ids=tuple(map(str, range(40))),
-        ...                      item_ids=tuple(map(str, range(20))), item_titles=None,
-        ...                      item_attrs=(), user_attrs=())
-        >>> sampler = UserTaskSampler(UserTasks(table, "train", "mamo", quiet=True), seed=0)
-        >>> type(sampler.sample_batch(4)).__name__
-        'EpisodeBatch'
+    Examples: see :class:`UserTasks`.
     """
 
     def __init__(self, tasks: UserTasks, seed: int = 0, rank: int = 0):
@@ -387,17 +384,10 @@ class UserTaskSampler:
         """One user's task."""
         return self.sample_batch(1)[0]
 
-    def state_dict(self) -> dict:
-        """The generator state and counters; ``load_state_dict`` continues the same sequence."""
-        return {"generator": self.generator.get_state(), "n_sampled": self.n_sampled,
-                "seed": self.seed, "rank": self.rank}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("seed", self.seed) != self.seed or state.get("rank", self.rank) != self.rank:
-            raise ValueError(f"sampler state is for seed={state.get('seed')} rank={state.get('rank')}, "
-                             f"this sampler has seed={self.seed} rank={self.rank}")
-        self.generator.set_state(state["generator"])
-        self.n_sampled = int(state["n_sampled"])
+    # the same seeded stream as EpisodeSampler's: its state methods read only the generator,
+    # n_sampled, seed and rank
+    state_dict = EpisodeSampler.state_dict
+    load_state_dict = EpisodeSampler.load_state_dict
 
 
 class UserEpisodes:
@@ -411,16 +401,7 @@ class UserEpisodes:
     Attributes:
         ranking_k: The cut-offs of the nDCG that evaluation reports for these tasks.
 
-    Examples:
-        >>> from metalearn.data.ratings import RatingsTable
-        >>> user, item = np.repeat(np.arange(40), 20), np.tile(np.arange(20), 40)
-        >>> table = RatingsTable(user=user, item=item, rating=np.ones(800, np.float32),
-        ...                      timestamp=np.arange(800), user_ids=tuple(map(str, range(40))),
-        ...                      item_ids=tuple(map(str, range(20))), item_titles=None,
-        ...                      item_attrs=(), user_attrs=())
-        >>> test = UserEpisodes(UserTasks(table, "test", "melu", quiet=True), seed=2)
-        >>> len(test), tuple(test[0].query_x.shape), test.describe()["n_episodes"]
-        (4, (10, 1), 4)
+    Examples: see :class:`UserTasks`.
     """
 
     ranking_k = (3, 5, 10)
