@@ -101,3 +101,12 @@ def test_omniglot_presets_train_and_evaluate_on_real_data(name, omniglot_root):
     assert torch.isfinite(loss) and 0.0 <= metrics["accuracy"] <= 1.0
     result = evaluate(algo, fixed_episodes(cfg.data, "val", n_episodes=2), progress=False)
     assert result.metric == "accuracy" and result.n == 2
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_test_episodes_are_not_the_validation_episodes(name):
+    """Held-out style: validation episodes select the checkpoint, the test episodes (fixed before
+    training) are never used for it, so their seeds must differ in every preset."""
+    cfg = get_preset(name)
+    assert cfg.data.test_seed != cfg.data.val_seed, (cfg.data.val_seed, cfg.data.test_seed)
+    assert cfg.data.test_split != cfg.data.val_split  # different classes (or users) too
