@@ -467,7 +467,7 @@ def test_cli_train_and_eval_under_torchrun(tmp_path, monkeypatch, capsys):
     proc = subprocess.run([*launch, "eval", str(run), "--episodes", "9", "--quiet"],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.count("mse") == 1
+    assert proc.stdout.count("test: mse") == 1  # rank 0 alone prints (the result, then its mae and rmse)
     shared = json.loads((run / "eval_test.json").read_text())["result"]
 
     (run / "eval_test.json").unlink()
