@@ -19,7 +19,7 @@ Deviations from MeLU (Lee et al. 2019), kept in each config's ``notes``: MovieLe
 attributes only (MeLU adds director, actors and rating from IMDb, which MovieLens does not
 ship) plus an item-id embedding (an item unseen in meta-training gets none); 16-d embeddings;
 AdamW at 1e-3 with weight decay 0.05 and best-on-validation selection over 3,000 meta-batches of
-32 users (6,000 for MeLU, whose validation error still fell at 3,000) instead of the paper's
+32 users (6,000 for MeLU and the CNP, whose validation error still fell at 3,000) instead of the paper's
 5e-5 for 20 epochs.
 """
 
@@ -70,7 +70,7 @@ def cnp(dataset: str) -> RunConfig:
         model=_net(None),
         algorithm=AlgorithmConfig("cnp", {"hidden": 64, "encoder_layers": 3, "decoder_layers": 3,
                                           "min_std": 0.01, "film": True}),
-        train=_train(3000),
+        train=_train(6000),
         notes="CNP (Garnelo et al. 2018) with TaNP's task-modulated decoder (FiLM, Lin et al. 2021): "
               "the mean of the encoded (item, rating) support pairs conditions and modulates the "
               "decoder of each query item; no gradient steps at test time. " + _NOTES)
