@@ -27,7 +27,6 @@ def make_table(n_users=120, n_items=60, seed=0, low=8, high=120) -> RatingsTable
     """Ratings from a planted model: user taste by gender x item genre, plus item quality."""
     rng = np.random.default_rng(seed)
     counts = rng.integers(low, high, n_users)
-    user = np.repeat(np.arange(n_users), counts)
     item = np.concatenate([rng.choice(n_items, min(c, n_items), replace=False) for c in counts])
     user = np.repeat(np.arange(n_users), np.minimum(counts, n_items))
     gender = rng.integers(1, 3, n_users)

@@ -514,7 +514,7 @@ def _prepare_movielens(args) -> int:
     root, name = data_root(args.data_root), args.dataset
     if args.source:
         src = Path(args.source).expanduser()
-        table = read_movielens(src)  # refuses a wrong layout before anything is copied
+        read_movielens(src)  # refuses a wrong layout before anything is copied
         dest = root / (name + (".zip" if src.is_file() else ""))
         if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -269,24 +269,27 @@ class RatingsTable:
         return h.hexdigest()
 
     @functools.cached_property
-    def _item_lookup(self) -> tuple[dict[str, int], dict[str, list[int]]]:
+    def _item_lookup(self) -> tuple[dict[str, int], dict[str, list[int]], dict[str, list[int]]]:
         titles: dict[str, list[int]] = {}
+        bare: dict[str, list[int]] = {}  # titles without their "(year)"
         for i, t in enumerate(self.item_titles or ()):
             titles.setdefault(t.strip().lower(), []).append(i)
-        return {raw: i for i, raw in enumerate(self.item_ids)}, titles
+            bare.setdefault(_YEAR_IN_TITLE.sub("", t).strip().lower(), []).append(i)
+        return {raw: i for i, raw in enumerate(self.item_ids)}, titles, bare
 
     def item_index(self, key: str | int) -> int:
-        """The dense index of an item given its raw id or its title (case-insensitive).
+        """The dense index of an item given its raw id or its title (case-insensitive; without its
+        ``(year)`` too, when only one item has that title).
 
         Raises:
             UnknownItemError: no such id or title (close titles and ids suggested), or a title
                 that several items share (their ids listed: pass the id).
         """
-        ids, titles = self._item_lookup
+        ids, titles, bare = self._item_lookup
         key = str(key).strip()
         if key in ids:
             return ids[key]
-        found = titles.get(key.lower(), [])
+        found = titles.get(key.lower(), []) or bare.get(key.lower(), [])
         if len(found) == 1:
             return found[0]
         if found:

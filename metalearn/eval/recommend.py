@@ -15,7 +15,6 @@ data files, or its title) and a ``rating`` column, e.g.::
 from __future__ import annotations
 
 import csv
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,8 +24,6 @@ from torch import nn
 
 from metalearn.data.ratings import UnknownItemError
 from metalearn.data.user_tasks import UserTasks
-
-_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 
 
 class RecommendInputError(ValueError):
@@ -44,20 +41,15 @@ class Recommendation:
 
 
 def resolve_item(tasks: UserTasks, text: str) -> int:
-    """The dense index of the item named ``text``: its id as in the data files, else its title
-    (case-insensitive; a title without its year, e.g. ``Toy Story``, when only one item has it).
+    """The dense index of the item named ``text`` (:meth:`RatingsTable.item_index`: its id as in
+    the data files, else its title, with or without its year).
 
     Raises:
         RecommendInputError: no such item (close titles suggested) or a title several items share.
     """
-    t = tasks.table
     try:
-        return t.item_index(text)
+        return tasks.table.item_index(text)
     except UnknownItemError as e:
-        key = text.strip().lower()
-        bare = [i for i, s in enumerate(t.item_titles or ()) if _YEAR.sub("", s).strip().lower() == key]
-        if len(bare) == 1:
-            return bare[0]
         raise RecommendInputError(str(e)) from None
 
 
