@@ -146,9 +146,9 @@ TRAININGS: dict[str, Training] = {
         "8,200 of the paper's 60,000 meta-iterations (twice the ~4,062 the first pass extrapolated to "
         "96.2%; about 200 CPU-minutes)", 60_000),
     # sinusoid: the full recipe fits
-    **{f"{m}-sinusoid-{k}shot": Training(f"{m}-sinusoid-{k}shot", (), _SIN)
+    **{f"{m}-sinusoid-{k}shot": Training(f"{m}-sinusoid-{k}shot", (), _SIN, 70_000)
        for m in ("maml", "meta-sgd") for k in (5, 10, 20)},
-    "pretrained-sinusoid-10shot": Training("pretrained-sinusoid-10shot", (), _SIN),
+    "pretrained-sinusoid-10shot": Training("pretrained-sinusoid-10shot", (), _SIN, 70_000),
 }
 
 _SNELL, _FINN, _LI = "Snell et al. 2017, Tab. 1", "Finn et al. 2017, Tab. 1", "Li et al. 2017, Tab. 1"
@@ -294,6 +294,9 @@ def evaluate(cell: str, runs: Path, env: dict, results: Path) -> dict:
         "curve": str(curve.relative_to(ROOT)) if curve.exists() else None,
     }
     unit = "% accuracy" if classification else "MSE"
+    fitted = fit_exponent({"unit": unit, "paper": extra["paper"], "train_steps": extra["train_steps"]}, run_dir)
+    if fitted is not None:  # kept with the record: the run directory may not outlive it
+        extra["outlook_exponent"], extra["outlook_points"] = round(fitted[0], 4), fitted[1]
     return record(f"reproduce.{cell}", mean, unit, extra=extra, higher_is_better=classification,
                   results=results)
 
@@ -305,17 +308,13 @@ def _val_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(int(r["step"]), float(r["mean"])) for r in rows if r.get("kind") == "val" and "mean" in r]
 
 
-def outlook(row: dict, run_dir: Path) -> dict | None:
-    """What more training would give a classification cell, extrapolated from its validation curve.
+def fit_exponent(row: dict, run_dir: Path) -> tuple[float, int] | None:
+    """The power-law exponent ``b`` of a run's validation error, ``err(s) = c * s**-b``, and the
+    number of points it was fitted on; ``None`` for regression cells, cells without a paper figure
+    and runs without a usable curve.
 
-    Fits a power law to the validation error, ``err(s) = c * s**-b``, by least squares in log-log
-    over the validation points of the second half of training (the last 3 points when the second
-    half has fewer), then scales the test
-    error of the evaluated checkpoint by the same law: ``test_err(S) = test_err * (S / s)**-b``
-    with ``s`` the checkpoint's step. Reports the accuracy this predicts at the paper's length
-    (or at 10x our steps when the paper gives none), the steps at which the paper's figure would
-    be reached, and their CPU time at this run's measured CPU seconds per step. ``None`` for
-    regression cells and runs without a usable curve.
+    Least squares in log-log over the validation points of the second half of training (the last
+    3 points when the second half has fewer).
     """
     if row["unit"] == "MSE" or row.get("paper") is None:
         return None
@@ -329,15 +328,43 @@ def outlook(row: dict, run_dir: Path) -> dict | None:
     mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
     b = -sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if sxx > 0 else 0.0
-    step = max(int(row["checkpoint_step"]), 1)
+    return b, len(curve)
+
+
+def predict_at(row: dict, exponent: float, steps: float) -> float:
+    """The accuracy (%) that the power law of ``exponent`` predicts at ``steps`` from the test
+    error of the row's evaluated checkpoint: ``test_err(S) = test_err * (S / s)**-b``."""
+    err = 1.0 - row["value"] / 100.0
+    return 100.0 * (1.0 - err * (steps / max(int(row["checkpoint_step"]), 1)) ** -exponent)
+
+
+def outlook(row: dict, run_dir: Path | None, exponent: float | None = None) -> dict | None:
+    """What more training would give a classification cell, extrapolated from its validation curve.
+
+    Fits :func:`fit_exponent` on ``run_dir`` (or takes ``exponent``: the one recorded with the row,
+    or kept in ``reproduce_outlooks.json`` for first-pass rows whose runs are gone), then scales
+    the test error of the evaluated checkpoint by the same law (:func:`predict_at`). Reports the
+    accuracy this predicts at the paper's length (or at 10x our steps when the paper gives none),
+    the steps at which the paper's figure would be reached, and their CPU time at this run's
+    measured CPU seconds per step. ``None`` for regression cells and runs without a usable curve.
+    """
+    if row["unit"] == "MSE" or row.get("paper") is None:
+        return None
+    points = None
+    if exponent is None:
+        fitted = fit_exponent(row, run_dir) if run_dir is not None else None
+        if fitted is None:
+            return None
+        exponent, points = fitted
+    b, step = exponent, max(int(row["checkpoint_step"]), 1)
     err = 1.0 - row["value"] / 100.0
     horizon = TRAININGS[CELLS[row["name"][len("reproduce."):]].training].paper_steps or 10 * row["train_steps"]
-    out = {"exponent": round(b, 3), "points": len(curve), "horizon_steps": horizon,
+    out = {"exponent": round(b, 3), "points": points, "horizon_steps": horizon,
            "cpu_s_per_step": row["train_cpu_s"] / max(row["train_steps"], 1)}
     if b <= 0.01:  # flat or falling: more steps of this recipe do not help
         out.update(predicted=None, steps_to_paper=None)
         return out
-    out["predicted"] = round(100.0 * (1.0 - err * (horizon / step) ** -b), 2)
+    out["predicted"] = round(predict_at(row, b, horizon), 2)
     target = 1.0 - row["paper"] / 100.0
     steps = step * (err / target) ** (1.0 / b) if err > target else float(step)
     out["steps_to_paper"] = int(round(steps))
@@ -355,14 +382,66 @@ def _outlook_text(o: dict | None) -> str:
             f"(~{o['cpu_min_to_paper']:,} CPU-min here)")
 
 
-def _latest(results: Path) -> dict[str, dict]:
-    rows = {}
+def _history(results: Path) -> dict[str, list[dict]]:
+    """Every ``reproduce.*`` record of ``results``, per cell, oldest first."""
+    rows: dict[str, list[dict]] = {}
     for line in results.read_text().splitlines() if results.exists() else []:
         if line.strip():
             row = json.loads(line)
             if row["name"].startswith("reproduce."):
-                rows[row["name"][len("reproduce."):]] = row
+                rows.setdefault(row["name"][len("reproduce."):], []).append(row)
     return rows
+
+
+def _latest(results: Path) -> dict[str, dict]:
+    return {cell: rows[-1] for cell, rows in _history(results).items()}
+
+
+OUTLOOKS = HERE / "reproduce_outlooks.json"
+"""Exponents of first-pass records whose run directories are gone (see its ``about``)."""
+
+
+def recorded_exponent(row: dict, runs: Path | None) -> float | None:
+    """The row's power-law exponent: recorded with it, fitted on its run directory when that is
+    present, or kept in :data:`OUTLOOKS` for the first-pass records."""
+    if row.get("outlook_exponent") is not None:
+        return float(row["outlook_exponent"])
+    cell = row["name"][len("reproduce."):]
+    if runs is not None and (runs / CELLS[cell].training / "metrics.jsonl").exists():
+        fitted = fit_exponent(row, runs / CELLS[cell].training)
+        if fitted is not None:
+            return fitted[0]
+    kept = json.loads(OUTLOOKS.read_text())["records"].get(cell) if OUTLOOKS.exists() else None
+    return kept["exponent"] if kept and kept["date"] == row["date"] else None
+
+
+def paper_fraction(row: dict) -> str:
+    """How much of the paper's training the row's run did, in words."""
+    paper = TRAININGS[CELLS[row["name"][len("reproduce."):]].training].paper_steps
+    if paper is None:
+        return f"{row['train_steps']:,} steps; the paper states no length (early stopping or none given)"
+    return f"{row['train_steps'] / paper:.1%} ({row['train_steps']:,} of {paper:,})"
+
+
+def first_pass_check(history: list[dict], runs: Path | None) -> str:
+    """For a cell trained again for longer: what the earlier run's power law predicted at the new
+    run's checkpoint, against what was measured (empty when there is no earlier run to compare)."""
+    new = history[-1]
+    earlier = [r for r in history[:-1] if r["train_command"] != new["train_command"]
+               and r["checkpoint_step"] < new["checkpoint_step"]]
+    if not earlier or new["unit"] == "MSE":
+        return ""
+    old = earlier[-1]
+    b = recorded_exponent(old, None)
+    if b is None:
+        return ""
+    predicted = predict_at(old, b, new["checkpoint_step"])
+    gap = new["value"] - predicted
+    held = abs(gap) <= new["ci95"] + old["ci95"]
+    verdict = "held (within the CIs)" if held else (
+        f"{'under' if gap > 0 else 'over'}-predicted by {abs(gap):.2f} points")
+    return (f"{old['value']:.2f}% at step {old['checkpoint_step']:,} with err ∝ steps^-{b:.2f} predicted "
+            f"{predicted:.2f}% at step {new['checkpoint_step']:,}; measured {new['value']:.2f}%: {verdict}")
 
 
 def _minutes(s: float) -> str:
@@ -370,7 +449,7 @@ def _minutes(s: float) -> str:
 
 
 def table(results: Path, runs: Path | None = None) -> str:
-    rows = _latest(results)
+    history = _history(results)
     lines = [
         "## Reproduced results (Omniglot and sinusoid)",
         "",
@@ -379,32 +458,41 @@ def table(results: Path, runs: Path | None = None) -> str:
         "run by `python benchmarks/reproduce.py run CELL` on this 2-core CPU with one thread. "
         "Omniglot: Vinyals split, 1,000 fixed test episodes with 15 queries per class; sinusoid: "
         "600 fixed tasks, one adaptation step, 100 query points (the Meta-SGD protocol). "
-        "Mean ± 95% CI; CPU time is that of the training process. *More training?* extrapolates "
-        "a power law fitted to the validation error of the second half of training (see "
-        "`outlook` in the script) to the paper's length, or to 10x our steps when the paper "
-        "states none.",
+        "Held out: a cell's test episodes (seed 2) are fixed before its training and never used "
+        "for selection; the checkpoint is chosen on the validation episodes (seed 1, validation "
+        "classes), and `tests/test_presets.py` checks that every preset's test seed differs from "
+        "its validation seed. Mean ± 95% CI; CPU time is that of the training process. *Paper "
+        "training run* is our steps over the paper's. *More training?* extrapolates a power law "
+        "fitted to the validation error of the second half of training (`fit_exponent` and "
+        "`outlook` in the script), applied to the test error of the evaluated checkpoint, to the "
+        "paper's length, or to 10x our steps when the paper states none: read \"below the "
+        "paper's CI\" beside it. *Earlier run's prediction* checks that extrapolation where a cell "
+        "was trained again for longer.",
         "",
-        "| cell | ours | paper | difference | verdict | more training? | budget | train wall / CPU | commit | commands |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| cell | ours | paper | difference | verdict | paper training run | more training? | "
+        "earlier run's prediction | budget | train wall / CPU | commit | commands |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for cell in CELLS:
-        r = rows.get(cell)
-        if r is None:
+        if cell not in history:
             c = CELLS[cell]
             paper = "–" if c.paper != c.paper else f"{c.paper:g}" + (f" ± {c.paper_ci:g}" if c.paper_ci else "")
-            lines.append(f"| {cell} | not run yet | {paper} ({c.source}) | | | | "
+            lines.append(f"| {cell} | not run yet | {paper} ({c.source}) | | | | | | "
                          f"{TRAININGS[CELLS[cell].training].budget} | | | `python benchmarks/reproduce.py run {cell}` |")
             continue
+        r = history[cell][-1]
         paper = "–" if r["paper"] is None else f"{r['paper']:g}" + (
             f" ± {r['paper_ci95']:g}" if r["paper_ci95"] else "")
         diff = "" if r["difference"] is None else f"{r['difference']:+.2f}"
         curve = f" ([curve]({Path(r['curve']).relative_to('benchmarks')}))" if r.get("curve") else ""
         more = ""
-        if runs is not None and r["verdict"] not in ("at or above the paper", "no paper figure"):
-            more = _outlook_text(outlook(r, runs / CELLS[cell].training))
+        if r["verdict"] not in ("at or above the paper", "no paper figure"):
+            b = recorded_exponent(r, runs)
+            more = _outlook_text(outlook(r, None, b)) if b is not None else "no usable validation curve"
         lines.append(
             f"| {cell} | **{r['value']:.2f} ± {r['ci95']:.2f}**{'' if r['unit'] == 'MSE' else ' %'} | "
-            f"{paper} ({r['source']}) | {diff} | {r['verdict']}{curve} | {more} | {r['budget']} "
+            f"{paper} ({r['source']}) | {diff} | {r['verdict']}{curve} | {paper_fraction(r)} | {more} | "
+            f"{first_pass_check(history[cell], runs)} | {r['budget']} "
             f"(checkpoint of step {r['checkpoint_step']}) | {_minutes(r['train_wall_s'])} / "
             f"{_minutes(r['train_cpu_s'])} | `{r['commit']}` | `{r['train_command']}`; "
             f"`{r['eval_command']}` |")
