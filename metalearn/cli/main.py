@@ -281,9 +281,15 @@ def _cmd_eval(args) -> int:
             setattr(cfg.data, f"eval_{name}", value)
             way, shot, _ = cfg.data.eval_shape()
             suffix = f"_{way}w{shot}s" if way else f"_{shot}shot"
+    if cfg.data.episodes == "meta-dataset" and (args.n_way is not None or args.k_shot is not None):
+        raise ValueError(f"{cfg.name} draws Meta-Dataset episodes (5-50 ways, variable shots): --n-way "
+                         "and --k-shot do not apply; evaluate with its own protocol")
     episodes = fixed_episodes(cfg.data, args.split, args.episodes, args.seed)
     n_way, k_shot, n_query = cfg.data.eval_shape()
     shape = f"{n_way}-way {k_shot}-shot" if n_way else f"{k_shot}-shot regression"
+    if cfg.data.episodes == "meta-dataset":
+        shape = "Meta-Dataset (variable-way, variable-shot)"
+    parts = episodes.by_source() if hasattr(episodes, "by_source") else None
     ranking_k = getattr(episodes, "ranking_k", ())  # a recommender's users: nDCG@k too
     if ranking_k:
         if args.k_shot is not None:
@@ -299,17 +305,29 @@ def _cmd_eval(args) -> int:
             _print(f"evaluating {cfg.name} (checkpoint {args.checkpoint}, step {step}) on {len(episodes)} "
                    f"fixed {shape} episodes of {cfg.data.dataset} {args.split} (seed {episodes.seed})"
                    + (f" over {ranks.world} processes" if ranks.world > 1 else ""))
-        result = ranks.evaluate(algo, episodes, batch_size=args.batch_size,
-                                progress=None if not args.quiet else False, ranking_k=ranking_k)
+        progress = None if not args.quiet else False
+        if parts is None:
+            result, per_source = ranks.evaluate(algo, episodes, batch_size=args.batch_size, progress=progress,
+                                                ranking_k=ranking_k), {}
+        else:  # several sources: each its own result and CI, then all episodes together
+            from metalearn.eval import combine_results
+
+            per_source = {name: ranks.evaluate(algo, eps, batch_size=args.batch_size, progress=progress,
+                                               desc=f"eval {name}") for name, eps in parts.items()}
+            result = combine_results(list(per_source.values()))
     finally:
         ranks.close()
     if not ranks.is_main:
         return 0
     record = {"run": cfg.name, "checkpoint": args.checkpoint, "step": step, "split": args.split,
               "episodes": episodes.describe(), "result": result.to_dict()}
+    if per_source:
+        record["per_source"] = {name: r.to_dict() for name, r in per_source.items()}
     path = Path(args.run_dir) / f"eval_{args.split}{suffix}.json"
     path.write_text(json.dumps(record, indent=1))
-    _print(f"{cfg.name} {args.split}: {result}")
+    for name, r in per_source.items():
+        _print(f"{cfg.name} {args.split} [{name}]: {r}")
+    _print(f"{cfg.name} {args.split}{' [all sources]' if per_source else ''}: {result}")
     for k, (m, c) in result.reported_extra().items():  # regression's MAE/RMSE/nDCG; macro F1 if imbalanced
         _print(f"  {k}: {m:.4f} ± {c:.4f}")
     if not args.quiet:

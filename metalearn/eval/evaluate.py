@@ -16,7 +16,16 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
-from metalearn.eval.metrics import accuracy, macro_recall_f1, mae, mean_ci95, mse, ndcg_at_k, rmse
+from metalearn.eval.metrics import (
+    accuracy,
+    macro_recall_f1,
+    mae,
+    mean_ci95,
+    mse,
+    ndcg_at_k,
+    pooled_mean_ci95,
+    rmse,
+)
 from metalearn.types import Episode, EpisodeBatch
 
 DEFAULT_EPISODES = 600
@@ -110,7 +119,8 @@ def _device_of(algorithm: nn.Module) -> torch.device:
 def _predictions(algorithm, group: list[Episode]) -> list[torch.Tensor]:
     """Query predictions for a group of episodes, batched when the algorithm supports it."""
     adapt_batch = getattr(algorithm, "adapt_batch", None)
-    if len(group) > 1 and adapt_batch is not None:
+    shapes = {(ep.support_x.shape, ep.support_y.shape, ep.query_x.shape) for ep in group}
+    if len(group) > 1 and adapt_batch is not None and len(shapes) == 1:  # variable episodes: one by one
         batch = EpisodeBatch.stack(group)
         predictor = adapt_batch(batch.support_x, batch.support_y)
         with torch.no_grad():
@@ -239,3 +249,31 @@ def evaluate(
     extra = {name: mean_ci95(values) for name, values in others.items()}
     return EvalResult(metric, mean, ci, len(per_episode), per_episode, extra,
                       time.perf_counter() - start)
+
+
+def combine_results(results: Sequence[EvalResult]) -> EvalResult:
+    """One :class:`EvalResult` over the episodes of several (e.g. one per source), as if they had
+    been evaluated together: the per-episode scores concatenated, the mean and CI over all of
+    them, each ``extra`` metric pooled over the episodes it was measured on.
+
+    Raises:
+        ValueError: no results, or results of different metrics.
+
+    Examples:
+        >>> a = EvalResult("accuracy", 0.5, 0.0, 2, [0.5, 0.5])
+        >>> b = EvalResult("accuracy", 1.0, 0.0, 2, [1.0, 1.0])
+        >>> r = combine_results([a, b])
+        >>> r.n, r.mean
+        (4, 0.75)
+    """
+    if not results:
+        raise ValueError("no results to combine")
+    metrics = {r.metric for r in results}
+    if len(metrics) > 1:
+        raise ValueError(f"cannot combine results of different metrics {sorted(metrics)}")
+    per_episode = [v for r in results for v in r.per_episode]
+    mean, ci = mean_ci95(per_episode)
+    extra = {name: pooled_mean_ci95([(r.n, *r.extra[name]) for r in results if name in r.extra])
+             for name in results[0].extra}
+    return EvalResult(results[0].metric, mean, ci, len(per_episode), per_episode, extra,
+                      sum(r.seconds for r in results))

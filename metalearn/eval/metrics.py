@@ -119,6 +119,25 @@ def mean_ci95(values: Sequence[float] | Tensor) -> tuple[float, float]:
     return float(mean), float(1.96 * std / math.sqrt(n))
 
 
+
+def pooled_mean_ci95(parts: Sequence[tuple[int, float, float]]) -> tuple[float, float]:
+    """:func:`mean_ci95` of a union of value sets, from each set's ``(n, mean, ci95)`` alone
+    (population std recovered from the half-width).
+
+    Examples:
+        >>> m, c = pooled_mean_ci95([(2, *mean_ci95([0.0, 1.0])), (2, *mean_ci95([1.0, 0.0]))])
+        >>> (m, round(c, 6)) == (0.5, round(mean_ci95([0.0, 1.0, 1.0, 0.0])[1], 6))
+        True
+    """
+    n = sum(k for k, _, _ in parts)
+    if n == 0:
+        raise ValueError("pooled_mean_ci95 needs at least one value")
+    total = sum(k * m for k, m, _ in parts)
+    squares = sum(k * ((c * math.sqrt(k) / 1.96) ** 2 + m * m) for k, m, c in parts)
+    mean = total / n
+    var = max(squares / n - mean * mean, 0.0)
+    return mean, 1.96 * math.sqrt(var) / math.sqrt(n)
+
 def _same_shape(pred: Tensor, target: Tensor) -> None:
     if pred.shape != target.shape:
         raise ValueError(

@@ -123,6 +123,29 @@ class DataConfig:
     """Ratings datasets with ``data.item_cold``: the share of items held out (seeded by
     ``data.split_seed``)."""
 
+    episodes: Literal["n-way", "meta-dataset"] = "n-way"
+    """How classification tasks are drawn: ``n-way`` (every task ``n_way``-way ``k_shot``-shot
+    with ``n_query`` queries per class) or ``meta-dataset`` (the Meta-Dataset protocol,
+    Triantafillou et al. 2020, :mod:`metalearn.data.metadataset`: 5 to 50 ways, imbalanced
+    shots, up to 10 queries per class; ``n_way``, ``k_shot`` and ``n_query`` are then unused)."""
+    hierarchy: Literal["auto", "none", "names", "domains", "wordnet"] = "auto"
+    """Meta-Dataset episodes: the class hierarchy each episode is drawn within
+    (:mod:`metalearn.data.hierarchy`). ``auto``: the dataset's own, as Meta-Dataset does
+    (Omniglot: one alphabet per episode; ``folder-tree``: one group folder; ``clinc150``: one
+    domain; ``md-ilsvrc``: one WordNet node), none for other datasets; ``none``: flat; ``names``:
+    the first ``/``-separated part of the class names; ``domains``: CLINC150's domains.json;
+    ``wordnet``: ILSVRC's WordNet DAG."""
+    sources: list[dict] = field(default_factory=list)
+    """Multi-source training (Meta-Dataset): further datasets, each a JSON object of ``data``
+    fields that differ from this section's, plus an optional ``name`` (default: its dataset) and
+    ``train`` (``false``: evaluated, never trained on, e.g. Traffic Signs), e.g.
+    ``[{"dataset": "folder", "root": "/data/flowers", "channels": 1, "name": "flowers"}]``. The
+    source of each training episode is drawn with ``source_weights``; validation and test report
+    each source with its own CI."""
+    source_weights: list[float] | None = None
+    """Multi-source: the probability weight of each training source (this section's dataset
+    first, then ``sources``); ``None``: uniform, as Meta-Dataset samples its sources."""
+
     def eval_shape(self) -> tuple[int | None, int, int]:
         """``(n_way, k_shot, n_query)`` of validation and test episodes."""
         pick = lambda v, d: d if v is None else v  # noqa: E731
@@ -682,6 +705,8 @@ def validate(cfg: RunConfig) -> None:
         _validate_text(cfg)
     if entry.ratings:
         _validate_ratings(cfg)
+    if d.episodes == "meta-dataset" or d.sources:
+        _validate_sources(cfg, DATASETS)
     try:  # the augmentation's own checks (operations, padding, degrees)
         Augment(d.augment, d.augment_padding, d.augment_degrees)
     except ValueError as e:
@@ -731,6 +756,65 @@ def _validate_ratings(cfg: RunConfig) -> None:
         raise ConfigError(f"data.user_split must be random or time, got {d.user_split!r}")
     if not 0 < d.cold_fraction < 1:
         raise ConfigError(f"data.cold_fraction must be in (0, 1), got {d.cold_fraction}")
+
+
+SOURCE_KEYS = ("name", "train")
+"""Keys of a ``data.sources`` entry besides the ``data`` fields it overrides."""
+
+
+def source_configs(d: DataConfig) -> dict[str, tuple[DataConfig, bool]]:
+    """Every source of a run: name -> (its ``DataConfig``, whether it is trained on); this
+    section's own dataset first (named by ``data.dataset``), then ``data.sources`` in order.
+
+    Raises:
+        ConfigError: a source entry with an unknown field, or two sources of the same name.
+    """
+    out = {d.dataset: (d, True)}
+    names = {f.name for f in dataclasses.fields(DataConfig)} - {"sources", "source_weights"}
+    for i, entry in enumerate(d.sources):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"data.sources[{i}] must be a JSON object of data fields, got {entry!r}")
+        unknown = [k for k in entry if k not in names and k not in SOURCE_KEYS]
+        if unknown:
+            raise ConfigError(f"data.sources[{i}]: unknown field(s) {unknown}; a source sets data fields "
+                              f"(dataset, root, train_split, ...) and optionally {' and '.join(SOURCE_KEYS)}."
+                              + suggest(str(unknown[0]), sorted(names)))
+        fields = {k: v for k, v in entry.items() if k not in SOURCE_KEYS}
+        hints = typing.get_type_hints(DataConfig)
+        typed = {k: coerce(v, hints[k], f"data.sources[{i}].{k}") for k, v in fields.items()}
+        cfg = dataclasses.replace(d, sources=[], source_weights=None, **typed)
+        name = str(entry.get("name", cfg.dataset))
+        if name in out:
+            raise ConfigError(f"data.sources[{i}] is named {name!r} like another source: give each a "
+                              'distinct "name"')
+        out[name] = (cfg, bool(entry.get("train", True)))
+    return out
+
+
+def _validate_sources(cfg: RunConfig, datasets: dict) -> None:
+    """The fields of a Meta-Dataset or multi-source run."""
+    d = cfg.data
+    sources = source_configs(d)
+    for name, (c, _) in sources.items():
+        if c.dataset not in datasets:
+            raise ConfigError(f"data.sources: {name!r} has unknown dataset {c.dataset!r}."
+                              f"{suggest(c.dataset, datasets)}")
+        entry = datasets[c.dataset]
+        if entry.ratings or not (entry.images or entry.text):
+            raise ConfigError(f"source {name!r} ({c.dataset}) is not a classification dataset: "
+                              "Meta-Dataset episodes and multiple sources are for classes of images or texts")
+        if c.n_way is None and c.episodes == "n-way":
+            raise ConfigError(f"source {name!r} draws n-way episodes but has no data.n_way: set it or "
+                              "data.episodes=meta-dataset")
+    trained = [n for n, (_, t) in sources.items() if t]
+    if d.source_weights is not None:
+        w = d.source_weights
+        if len(w) != len(trained) or any(not (x >= 0) for x in w) or not sum(w) > 0:
+            raise ConfigError(f"data.source_weights={w} must give one weight >= 0 per training source "
+                              f"({', '.join(trained)}), not all zero")
+    if not sources[d.dataset][1]:
+        raise ConfigError("the data section's own dataset is always trained on: list evaluation-only "
+                          'sources in data.sources with "train": false')
 
 
 def _plain(d: dict) -> dict:

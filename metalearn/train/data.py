@@ -12,7 +12,7 @@ from metalearn.data.torch_dataset import as_source
 from metalearn.data.transforms import Augment
 from metalearn.data.user_tasks import UserEpisodes, UserTasks, UserTaskSampler
 from metalearn.errors import ConfigError
-from metalearn.train.config import DataConfig, RunConfig
+from metalearn.train.config import DataConfig, RunConfig, source_configs
 
 _SOURCES: dict[tuple, object] = {}
 
@@ -39,6 +39,64 @@ def augmentation(cfg: DataConfig) -> Augment | None:
     return Augment(cfg.augment, cfg.augment_padding, cfg.augment_degrees) if cfg.augment else None
 
 
+def uses_sources(cfg: DataConfig) -> bool:
+    """Whether a run draws Meta-Dataset episodes or several sources (the samplers of
+    :mod:`metalearn.data.metadataset` rather than :class:`EpisodeSampler`)."""
+    return cfg.episodes == "meta-dataset" or bool(cfg.sources)
+
+
+_NATURAL_HIERARCHY = {"omniglot": "names", "folder-tree": "names", "clinc150": "domains", "md-ilsvrc": "wordnet"}
+"""The hierarchy ``data.hierarchy=auto`` takes for a dataset (Meta-Dataset's own choices)."""
+
+
+def class_pool(cfg: DataConfig, source):
+    """The :class:`~metalearn.data.metadataset.ClassPool` of ``data.hierarchy`` over ``source``'s
+    classes; ``None`` for flat sampling (every class of the split).
+
+    Raises:
+        ConfigError: a hierarchy the dataset does not have.
+    """
+    from metalearn.data.hierarchy import ClassDAG, ClassHierarchy, clinc_domains
+
+    kind = _NATURAL_HIERARCHY.get(cfg.dataset, "none") if cfg.hierarchy == "auto" else cfg.hierarchy
+    if kind == "none" or cfg.episodes != "meta-dataset":
+        return None
+    names = source.class_names
+    if kind == "names":
+        if not all("/" in n for n in names):
+            raise ConfigError(f"data.hierarchy=names groups classes by the first part of names like "
+                              f"'group/class', but {cfg.dataset} has names such as {names[:2]}: set "
+                              "data.hierarchy=none")
+        return ClassHierarchy.from_class_names(names)
+    if kind == "domains":
+        if cfg.dataset != "clinc150":
+            raise ConfigError(f"data.hierarchy=domains is CLINC150's domains.json; {cfg.dataset} has none: "
+                              "set data.hierarchy=none or names")
+        from metalearn.data.intents import locate_intents
+
+        return clinc_domains(names, locate_intents("clinc150", cfg.root) / "domains.json")
+    if kind == "wordnet":
+        if cfg.dataset != "md-ilsvrc":
+            raise ConfigError(f"data.hierarchy=wordnet is ILSVRC-2012's WordNet graph; {cfg.dataset} has "
+                              "none: set data.hierarchy=none")
+        from metalearn.data.md_sources import ilsvrc_edges, locate_source
+
+        return ClassDAG(ilsvrc_edges(locate_source("ilsvrc_2012", cfg.root)), names)
+    raise ConfigError(f"unknown data.hierarchy {kind!r}")
+
+
+def _md_kwargs(c: DataConfig, evaluation: bool) -> dict:
+    """The fixed N-way K-shot special case for ``data.episodes=n-way`` sources."""
+    if c.episodes == "meta-dataset":
+        return {}
+    shape = c.eval_shape() if evaluation else (c.n_way, c.k_shot, c.n_query)
+    return {"fixed": tuple(shape)}
+
+
+def _training_sources(cfg: DataConfig) -> dict[str, DataConfig]:
+    return {name: c for name, (c, trained) in source_configs(cfg).items() if trained}
+
+
 def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
     """The meta-training :class:`~metalearn.data.samplers.EpisodeSampler` of a run.
 
@@ -46,6 +104,19 @@ def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
     tasks never coincide with the fixed validation or test episodes of a task family. It applies
     ``data.augment`` (the validation and test episodes never do).
     """
+    if uses_sources(cfg):
+        from metalearn.data.metadataset import MetaDatasetSampler, MultiSourceSampler
+
+        samplers = {}
+        for name, c in _training_sources(cfg).items():
+            source = build_source(c, "train")
+            samplers[name] = MetaDatasetSampler(source, seed=derive_seed(seed, "meta-train", name), rank=rank,
+                                                pool=class_pool(c, source), augment=augmentation(c), name=name,
+                                                **_md_kwargs(c, False))
+        if len(samplers) == 1:
+            return next(iter(samplers.values()))
+        return MultiSourceSampler(samplers, cfg.source_weights, seed=derive_seed(seed, "meta-train-sources"),
+                                  rank=rank)
     source = build_source(cfg, "train")
     if isinstance(source, UserTasks):  # a recommender: batches of users, sized by the protocol
         return UserTaskSampler(source, seed=derive_seed(seed, "meta-train"), rank=rank)
@@ -63,6 +134,17 @@ def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, s
     n_way, k_shot, n_query = cfg.eval_shape()
     if seed is None:
         seed = cfg.val_seed if split == "val" else cfg.test_seed
+    if uses_sources(cfg):
+        from metalearn.data.metadataset import MetaDatasetEpisodes
+
+        if n_episodes is None:
+            n_episodes = cfg.val_episodes if split == "val" else cfg.test_episodes
+        parts = {}
+        for name, (c, _) in source_configs(cfg).items():
+            source = build_source(c, split)
+            parts[name] = MetaDatasetEpisodes(source, n_episodes, seed, pool=class_pool(c, source), name=name,
+                                              **_md_kwargs(c, True))
+        return parts[cfg.dataset] if len(parts) == 1 else SourcedEpisodes(parts)
     source = build_source(cfg, split)
     if isinstance(source, UserTasks):
         if n_episodes is None and split == "val":
@@ -71,6 +153,40 @@ def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, s
     if n_episodes is None:
         n_episodes = cfg.val_episodes if split == "val" else cfg.test_episodes
     return FixedEpisodes(source, n_way, k_shot, n_query, n_episodes=n_episodes, seed=seed)
+
+
+class SourcedEpisodes:
+    """The fixed episodes of several sources, one after another: validation scores them together
+    (one figure to select on); ``metalearn eval`` reports each source (:meth:`by_source`).
+
+    Args:
+        parts: Source name -> its fixed episodes (``MetaDatasetEpisodes``), in order.
+    """
+
+    def __init__(self, parts: dict):
+        self.parts = dict(parts)
+        self._index = [(name, i) for name, eps in self.parts.items() for i in range(len(eps))]
+        self.seed = next(iter(self.parts.values())).seed if self.parts else None
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, i: int):
+        name, j = self._index[i]
+        return self.parts[name][j]
+
+    def __iter__(self):
+        for eps in self.parts.values():
+            yield from eps
+
+    def by_source(self) -> dict:
+        """Source name -> its episodes."""
+        return dict(self.parts)
+
+    def describe(self) -> dict:
+        """What to record with a result: every source's own description."""
+        return {"protocol": "multi-source", "n_episodes": len(self),
+                "sources": {name: eps.describe() for name, eps in self.parts.items()}}
 
 
 def data_fields(cfg: DataConfig) -> list:

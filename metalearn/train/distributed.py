@@ -61,6 +61,7 @@ import torch
 import torch.distributed as dist
 
 from metalearn.eval import EvalResult, evaluate, mean_ci95
+from metalearn.eval.metrics import pooled_mean_ci95
 from metalearn.train.config import ConfigError
 
 DEFAULT_TIMEOUT_S = 600.0
@@ -252,7 +253,7 @@ class Ranks:
             if part is not None:
                 per_episode[r::self.world] = part["per_episode"]
         mean, ci = mean_ci95(per_episode)
-        extra = {k: _pooled([(p.n, *p.extra[k]) for p in present]) for k in present[0].extra}
+        extra = {k: pooled_mean_ci95([(p.n, *p.extra[k]) for p in present]) for k in present[0].extra}
         return EvalResult(present[0].metric, mean, ci, len(per_episode), per_episode, extra,
                           time.perf_counter() - start)
 
@@ -274,17 +275,6 @@ class _Subset:
 
     def __iter__(self):
         return (self.episodes[i] for i in self.index)
-
-
-def _pooled(parts: list[tuple[int, float, float]]) -> tuple[float, float]:
-    """Mean and ``1.96 * std / sqrt(n)`` (population std) of a union, from each part's
-    ``(n, mean, ci95)``."""
-    n = sum(k for k, _, _ in parts)
-    total = sum(k * m for k, m, _ in parts)
-    squares = sum(k * ((c * math.sqrt(k) / 1.96) ** 2 + m * m) for k, m, c in parts)
-    mean = total / n
-    var = max(squares / n - mean * mean, 0.0)
-    return mean, 1.96 * math.sqrt(var) / math.sqrt(n)
 
 
 def world_size() -> int:
