@@ -49,7 +49,8 @@ VINYALS_SPLITS = ("train", "val", "test", "trainval")
 # dataset_to_records.py, OmniglotConverter.create_dataset_specification_and_records
 # (`validation_alphabets`); training takes the other 25 background alphabets, test all 20
 # evaluation alphabets.
-MD_VAL_ALPHABETS = ("Blackfoot_(Canadian_Aboriginal_Syllabics)", "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+MD_VAL_ALPHABETS = ("Blackfoot_(Canadian_Aboriginal_Syllabics)",
+                    "Ojibwe_(Canadian_Aboriginal_Syllabics)",
                     "Inuktitut_(Canadian_Aboriginal_Syllabics)", "Tagalog", "Alphabet_of_the_Magi")
 MD_SPLITS = ("md-train", "md-val", "md-test")
 SPLITS = ("background", "evaluation", "all", *(f"vinyals-{s}" for s in VINYALS_SPLITS), *MD_SPLITS)
@@ -195,7 +196,8 @@ class Omniglot(ClassDataset):
         size = image_size_tuple(image_size)
         parts = {"background": ["images_background"], "evaluation": ["images_evaluation"],
                  "md-train": ["images_background"], "md-val": ["images_background"],
-                 "md-test": ["images_evaluation"]}.get(split, ["images_background", "images_evaluation"])
+                 "md-test": ["images_evaluation"]}.get(
+            split, ["images_background", "images_evaluation"])
         loaded = [_load_part(base, p, size, download, cache) for p in parts]
         data = as_tensor(loaded[0][0]) if len(loaded) == 1 else torch.cat([as_tensor(a) for a, _, _ in loaded])
         labels, names, offset = [], [], 0
