@@ -1,11 +1,18 @@
 """Datasets, regression task families, ratings tables with users as tasks, episode samplers and
-per-episode transforms."""
+per-episode transforms; class hierarchies (groups, DAGs) that choose a Meta-Dataset episode's classes."""
 
 from metalearn.data.array import ArrayDataset
 from metalearn.data.base import ClassDataset
 from metalearn.data.cache import cache_dir, data_root
 from metalearn.data.download import ChecksumError, UnsafeArchiveError
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
+from metalearn.data.hierarchy import (
+    ClassDAG,
+    ClassHierarchy,
+    clinc_domains,
+    omniglot_alphabets,
+    read_folder_tree,
+)
 from metalearn.data.images import CorruptImageError
 from metalearn.data.intents import (
     Banking77,
@@ -46,6 +53,7 @@ __all__ = [
     "PROTOCOLS", "Attribute", "RatingProtocol", "RatingsError", "RatingsTable", "SyntheticRatings",
     "UserEpisodes", "UserTaskSampler", "UserTasks", "download_movielens", "read_movielens",
     "read_movielens_1m", "read_movielens_100k", "read_ratings_csv", "write_synthetic_movielens",
+    "ClassDAG", "ClassHierarchy", "clinc_domains", "omniglot_alphabets", "read_folder_tree",
     "ArrayDataset", "Augment", "Banking77", "ChecksumError", "ClassDataset", "Clinc150",
     "CorruptImageError", "EpisodeSampler", "FixedEpisodes", "Hwu64", "ImageFolder", "IntentDataset",
     "LinearTasks", "MiniImageNet", "Normalize", "Omniglot", "SinusoidTasks", "StandardizeBySupport",

@@ -8,6 +8,11 @@ Splits:
     Vinyals et al. 2016 as used by the Prototypical Networks and MAML papers, 1028 / 172 / 423
     characters, each in 4 rotations as separate classes (4112 / 688 / 1692 classes). The split
     files ship with metalearn (MIT license, from jakesnell/prototypical-networks).
+    ``md-train`` / ``md-val`` / ``md-test``: the Meta-Dataset split (Triantafillou et al. 2020),
+    883 / 81 / 659 characters of 25 / 5 / 20 alphabets, without rotations: validation is the 5
+    smallest background alphabets (:data:`MD_VAL_ALPHABETS`), train the other 25, test the 20
+    evaluation alphabets. Sample it one alphabet per episode with
+    :func:`metalearn.data.hierarchy.omniglot_alphabets`.
 
 Images are decoded once (Lanczos resize, inverted so strokes are 1 as in the MAML recipe) into
 a cached uint8 array keyed by the archive's SHA-256 and the image size, memory-mapped on reuse.
@@ -39,7 +44,16 @@ OFFICIAL_MD5 = {
 # (alphabets, characters, images) of each official archive: the structural check.
 EXPECTED_COUNTS = {"images_background": (30, 964, 19280), "images_evaluation": (20, 659, 13180)}
 VINYALS_SPLITS = ("train", "val", "test", "trainval")
-SPLITS = ("background", "evaluation", "all", *(f"vinyals-{s}" for s in VINYALS_SPLITS))
+# Meta-Dataset's validation alphabets, the 5 background alphabets with the fewest characters
+# (14, 14, 16, 17, 20): google-research/meta-dataset, meta_dataset/dataset_conversion/
+# dataset_to_records.py, OmniglotConverter.create_dataset_specification_and_records
+# (`validation_alphabets`); training takes the other 25 background alphabets, test all 20
+# evaluation alphabets.
+MD_VAL_ALPHABETS = ("Blackfoot_(Canadian_Aboriginal_Syllabics)",
+                    "Ojibwe_(Canadian_Aboriginal_Syllabics)",
+                    "Inuktitut_(Canadian_Aboriginal_Syllabics)", "Tagalog", "Alphabet_of_the_Magi")
+MD_SPLITS = ("md-train", "md-val", "md-test")
+SPLITS = ("background", "evaluation", "all", *(f"vinyals-{s}" for s in VINYALS_SPLITS), *MD_SPLITS)
 
 
 def vinyals_classes(part: str) -> list[str]:
@@ -146,7 +160,8 @@ class Omniglot(ClassDataset):
 
     Args:
         split: One of ``background``, ``evaluation``, ``all``, ``vinyals-train``,
-            ``vinyals-val``, ``vinyals-test``, ``vinyals-trainval``.
+            ``vinyals-val``, ``vinyals-test``, ``vinyals-trainval``, ``md-train``, ``md-val``,
+            ``md-test``.
         root: Data root holding ``omniglot/images_background.zip`` and
             ``omniglot/images_evaluation.zip`` (or their extracted folders); default
             ``$METALEARN_DATA`` or ``~/.cache/metalearn``.
@@ -170,13 +185,18 @@ class Omniglot(ClassDataset):
         if split.startswith("vinyals") and rotations:
             raise ValueError(f"{split} already contains the 4 rotations of each character; "
                              "leave rotations=False")
+        if split in MD_SPLITS and rotations:
+            raise ValueError(f"{split} is Meta-Dataset's split, which has no rotated classes; "
+                             "leave rotations=False")
         explicit_root = root is not None or "METALEARN_DATA" in os.environ
         base = data_root(root, must_exist=explicit_root and not download)
         if explicit_root and not base.exists():
             raise FileNotFoundError(f"data root {base} does not exist: create it or point "
                                     "--data-root / METALEARN_DATA at the folder holding omniglot/")
         size = image_size_tuple(image_size)
-        parts = {"background": ["images_background"], "evaluation": ["images_evaluation"]}.get(
+        parts = {"background": ["images_background"], "evaluation": ["images_evaluation"],
+                 "md-train": ["images_background"], "md-val": ["images_background"],
+                 "md-test": ["images_evaluation"]}.get(
             split, ["images_background", "images_evaluation"])
         loaded = [_load_part(base, p, size, download, cache) for p in parts]
         data = as_tensor(loaded[0][0]) if len(loaded) == 1 else torch.cat([as_tensor(a) for a, _, _ in loaded])
@@ -188,6 +208,9 @@ class Omniglot(ClassDataset):
         full = ClassDataset(data, np.concatenate(labels), names)
         if split.startswith("vinyals"):
             full = full.with_rotations().subset_classes(vinyals_classes(split.split("-", 1)[1]))
+        elif split in ("md-train", "md-val"):
+            full = full.subset_classes([c for c in full.class_names
+                                        if (c.split("/")[0] in MD_VAL_ALPHABETS) == (split == "md-val")])
         elif rotations:
             full = full.with_rotations()
         super().__init__(full._data, full.labels, full.class_names, full._item_index)
