@@ -392,6 +392,18 @@ def _ilsvrc_base(root) -> tuple[Path, Path]:
         "bring your own copy of ILSVRC2012_img_train.tar")
 
 
+def _ilsvrc_graph(root) -> tuple[set[str], dict[str, set[str]], dict[str, set[str]]]:
+    """The synset folders (classes) and the parents / children of every synset in ``wordnet.is_a.txt``."""
+    base, is_a = _ilsvrc_base(root)
+    up, down = defaultdict(set), defaultdict(set)
+    for line in is_a.read_text().splitlines():
+        if line.strip():
+            p, c = line.split()
+            up[c].add(p)
+            down[p].add(c)
+    return {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith("n")}, up, down
+
+
 def _collapse(children: dict[str, set[str]], parents: dict[str, set[str]], leaves: set[str]) -> None:
     """``imagenet_specification.collapse``: remove every internal node with one child, linking
     its parents to that child, until none is left (in place)."""
@@ -416,13 +428,7 @@ def ilsvrc_edges(root, split: str | None = None) -> list[tuple[str, str]]:
     ``create_sampling_graph`` builds it; with ``split``, the sub-graph of that split's classes
     (under 'carnivore' for val, 'device' for test). Feed it to ``ClassDAG`` with the split's leaves.
     """
-    base, is_a = _ilsvrc_base(root)
-    leaves_all = {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith("n")}
-    up = defaultdict(set)
-    for line in is_a.read_text().splitlines():
-        if line.strip():
-            p, c = line.split()
-            up[c].add(p)
+    leaves_all, up, _ = _ilsvrc_graph(root)
     leaves = leaves_all if split is None else set(ilsvrc_splits(root)[split])
     top = {None: None, "train": None, "val": ILSVRC_VAL_ROOT, "test": ILSVRC_TEST_ROOT}[split]
     nodes, stack = set(leaves), list(leaves)
@@ -452,13 +458,7 @@ def ilsvrc_edges(root, split: str | None = None) -> list[tuple[str, str]]:
 def ilsvrc_splits(root) -> dict[str, list[str]]:
     """Synsets of each split, sorted (``ImageNetConverter._get_synset_ids``): descendants of
     'carnivore' -> val, of 'device' -> test, the rest -> train (712/158/130 on the full release)."""
-    base, is_a = _ilsvrc_base(root)
-    leaves = {p.name for p in base.iterdir() if p.is_dir() and p.name.startswith("n")}
-    down = defaultdict(set)
-    for line in is_a.read_text().splitlines():
-        if line.strip():
-            p, c = line.split()
-            down[p].add(c)
+    leaves, _, down = _ilsvrc_graph(root)
 
     def under(top: str) -> set[str]:
         seen, stack = {top}, [top]
