@@ -52,9 +52,9 @@ def verify_md5(path: Path, expected: str, algorithm: str = "md5") -> None:
         )
 
 
-def download(url: str, dest: Path, md5: str, *, quiet: bool = False, algorithm: str = "md5") -> Path:
+def download(url: str, dest: Path, md5: str | None, *, quiet: bool = False, algorithm: str = "md5") -> Path:
     """Download ``url`` to ``dest`` through a ``.part`` file and verify its digest ``md5``
-    (a SHA-256 hex digest with ``algorithm="sha256"``).
+    (a SHA-256 hex digest with ``algorithm="sha256"``; ``None``: no published digest, not checked).
 
     Progress goes to stderr. On a checksum mismatch or an interrupted transfer the partial file
     is removed and nothing is left at ``dest``.
@@ -84,7 +84,8 @@ def download(url: str, dest: Path, md5: str, *, quiet: bool = False, algorithm: 
                     print(f"\rdownloading {dest.name}: {done / 1e6:7.1f} MB{frac}", end="", file=sys.stderr)
         if not quiet and sys.stderr.isatty():
             print(file=sys.stderr)
-        verify_md5(part, md5, algorithm)
+        if md5 is not None:
+            verify_md5(part, md5, algorithm)
     except BaseException:
         part.unlink(missing_ok=True)
         raise

@@ -19,6 +19,7 @@ from pathlib import Path
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
 from metalearn.data.images import IMAGE_EXTENSIONS
 from metalearn.data.intents import INTENT_DATASETS, read_text_file, split_text_dataset
+from metalearn.data.md_sources import READERS
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.regression import LinearTasks, SinusoidTasks
 from metalearn.data.user_tasks import UserTasks
@@ -253,6 +254,15 @@ def _linear(cfg, split: str):
     return LinearTasks()
 
 
+def _md(source: str) -> Callable:
+    def build(cfg, split: str):
+        if cfg.root is None:
+            raise ValueError(f"Meta-Dataset source {source} needs data.root (or --data-root): the folder "
+                             "that holds its release folder")
+        return READERS[source](cfg.root, split, image_size=cfg.image_size)
+    return build
+
+
 DATASETS: dict[str, DatasetEntry] = {
     "omniglot": DatasetEntry("Omniglot characters, 28x28 grey; splits vinyals-train/val/test "
                              "(with rotations), background, evaluation", _omniglot, True, 1, True),
@@ -293,6 +303,24 @@ DATASETS: dict[str, DatasetEntry] = {
     "ratings-csv": DatasetEntry("your ratings: data.root holds ratings.csv (user,item,rating[,timestamp]) "
                                 "and optionally items.csv and users.csv of attributes; each user a task",
                                 _ratings("ratings-csv"), False, ratings=True),
+    "md-aircraft": DatasetEntry("Meta-Dataset FGVC-Aircraft (data.root holds fgvc-aircraft-2013b/ or its "
+                                "archive), box crops, 70/15/15 classes", _md("aircraft"), channels=3),
+    "md-cu-birds": DatasetEntry("Meta-Dataset CUB-200-2011 (CUB_200_2011/ or its archive), 140/30/30",
+                                _md("cu_birds"), channels=3),
+    "md-dtd": DatasetEntry("Meta-Dataset DTD textures (dtd/ or dtd-r1.0.1.tar.gz), 33/7/7", _md("dtd"),
+                           channels=3),
+    "md-quickdraw": DatasetEntry("Meta-Dataset QuickDraw (quickdraw/<class>.npy bitmaps), 241/52/52",
+                                 _md("quickdraw"), channels=3),
+    "md-fungi": DatasetEntry("Meta-Dataset Fungi (fungi/ with train.json, val.json, images/), 994/200/200",
+                             _md("fungi"), channels=3),
+    "md-vgg-flower": DatasetEntry("Meta-Dataset VGG Flower (vgg_flower/ with jpg/ and imagelabels.mat), "
+                                  "71/15/16", _md("vgg_flower"), channels=3),
+    "md-traffic-sign": DatasetEntry("Meta-Dataset Traffic Signs (GTSRB/Final_Training/Images/), "
+                                    "test-only (43 classes)", _md("traffic_sign"), channels=3),
+    "md-mscoco": DatasetEntry("Meta-Dataset MSCOCO box crops (mscoco/ with train2017/ and "
+                              "instances_train2017.json), val/test-only 40/40", _md("mscoco"), channels=3),
+    "md-ilsvrc": DatasetEntry("Meta-Dataset ILSVRC-2012 (ILSVRC2012_img_train/<synset>/ and "
+                              "wordnet.is_a.txt), 712/158/130", _md("ilsvrc_2012"), channels=3),
 }
 """Name table for the CLI: dataset name -> :class:`DatasetEntry` (add yours with
 :func:`register_dataset`)."""
