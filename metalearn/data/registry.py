@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from metalearn.data.folders import ImageFolder, MiniImageNet, split_classes
+from metalearn.data.hierarchy import read_folder_tree
 from metalearn.data.images import IMAGE_EXTENSIONS
 from metalearn.data.intents import INTENT_DATASETS, read_text_file, split_text_dataset
 from metalearn.data.md_sources import READERS
@@ -53,7 +54,7 @@ class DatasetEntry:
 
 
 def _omniglot(cfg, split: str):
-    lake = not split.startswith("vinyals")  # the Vinyals splits list their rotations already
+    lake = not split.startswith(("vinyals", "md-"))  # Vinyals splits hold rotations; Meta-Dataset has none
     return Omniglot(split, root=cfg.root, image_size=cfg.image_size, rotations=cfg.rotations and lake)
 
 
@@ -129,6 +130,25 @@ def _folder(cfg, split: str):
     if role not in flat:
         raise ValueError(f"split {split!r} of the flat folder {root}: choose train, val or test")
     return ImageFolder(root, image_size=cfg.image_size, channels=cfg.channels).subset_classes(flat[role])
+
+
+def _folder_tree(cfg, split: str):
+    """``ROOT/<group>/<class>/<image>``: split folders ``ROOT/<split>/<group>/<class>/`` when
+    present, otherwise whole groups split by ``data.split_fractions`` (seeded by
+    ``data.split_seed``), as Meta-Dataset splits Omniglot by alphabet."""
+    root = _folder_root(cfg)
+    if (root / split).is_dir():
+        return read_folder_tree(root / split, cfg.image_size, cfg.channels)[0]
+    dataset, _ = read_folder_tree(root, cfg.image_size, cfg.channels)
+    groups = sorted({name.split("/", 1)[0] for name in dataset.class_names})
+    if len(groups) < 3:
+        raise ValueError(f"data.dataset=folder-tree splits the group folders of {root} into train, val "
+                         f"and test, but it has {len(groups)} ({', '.join(groups)}): give it at least 3 "
+                         "groups, or split folders ROOT/<split>/<group>/<class>/ named by data.train_split, "
+                         "data.val_split and data.test_split")
+    role = {cfg.train_split: "train", cfg.val_split: "val", cfg.test_split: "test"}.get(split, split)
+    chosen = set(split_classes(groups, cfg.split_fractions, cfg.split_seed)[role])
+    return dataset.subset_classes([n for n in dataset.class_names if n.split("/", 1)[0] in chosen])
 
 
 def _intents(name: str) -> Callable:
@@ -265,13 +285,17 @@ def _md(source: str) -> Callable:
 
 DATASETS: dict[str, DatasetEntry] = {
     "omniglot": DatasetEntry("Omniglot characters, 28x28 grey; splits vinyals-train/val/test "
-                             "(with rotations), background, evaluation", _omniglot, True, 1, True),
+                             "(with rotations), background, evaluation, md-train/md-val/md-test (Meta-Dataset: "
+                             "25/5/20 alphabets)", _omniglot, True, 1, True),
     "mini-imagenet": DatasetEntry("mini-ImageNet, 84x84 RGB, Ravi & Larochelle splits "
                                   "train/val/test", _mini_imagenet, True, 3),
     "folder": DatasetEntry("your images: ROOT/<class>/<image> (classes split by data.split_fractions "
                            "and data.split_seed) or ROOT/<split>/<class>/<image> (split folders named "
                            "by data.train_split/val_split/test_split); data.channels 1 or 3",
                            _folder, True, None),
+    "folder-tree": DatasetEntry("your images in groups: ROOT/<group>/<class>/<image> (one group per "
+                                "Meta-Dataset episode; whole groups split by data.split_fractions) or "
+                                "ROOT/<split>/<group>/<class>/<image>; data.channels 1 or 3", _folder_tree, True, None),
     "sinusoid": DatasetEntry("regression y = A sin(x - phase), A in [0.1, 5], phase in [0, pi], "
                              "x in [-5, 5] (MAML); built in, no download", _sinusoid, False),
     "linear": DatasetEntry("regression y = a x + b, a and b in [-3, 3]; built in", _linear, False),

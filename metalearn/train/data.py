@@ -49,7 +49,7 @@ _NATURAL_HIERARCHY = {"omniglot": "names", "folder-tree": "names", "clinc150": "
 """The hierarchy ``data.hierarchy=auto`` takes for a dataset (Meta-Dataset's own choices)."""
 
 
-def class_pool(cfg: DataConfig, source):
+def class_pool(cfg: DataConfig, source, split: str):
     """The :class:`~metalearn.data.metadataset.ClassPool` of ``data.hierarchy`` over ``source``'s
     classes; ``None`` for flat sampling (every class of the split).
 
@@ -79,9 +79,10 @@ def class_pool(cfg: DataConfig, source):
         if cfg.dataset != "md-ilsvrc":
             raise ConfigError(f"data.hierarchy=wordnet is ILSVRC-2012's WordNet graph; {cfg.dataset} has "
                               "none: set data.hierarchy=none")
-        from metalearn.data.md_sources import ilsvrc_edges, locate_source
+        from metalearn.data.md_sources import ilsvrc_edges
 
-        return ClassDAG(ilsvrc_edges(locate_source("ilsvrc_2012", cfg.root)), names)
+        role = {cfg.train_split: "train", cfg.val_split: "val", cfg.test_split: "test"}.get(split, split)
+        return ClassDAG(ilsvrc_edges(cfg.root, role), names)
     raise ConfigError(f"unknown data.hierarchy {kind!r}")
 
 
@@ -111,7 +112,7 @@ def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
         for name, c in _training_sources(cfg).items():
             source = build_source(c, "train")
             samplers[name] = MetaDatasetSampler(source, seed=derive_seed(seed, "meta-train", name), rank=rank,
-                                                pool=class_pool(c, source), augment=augmentation(c), name=name,
+                                                pool=class_pool(c, source, "train"), augment=augmentation(c), name=name,
                                                 **_md_kwargs(c, False))
         if len(samplers) == 1:
             return next(iter(samplers.values()))
@@ -142,7 +143,7 @@ def fixed_episodes(cfg: DataConfig, split: str, n_episodes: int | None = None, s
         parts = {}
         for name, (c, _) in source_configs(cfg).items():
             source = build_source(c, split)
-            parts[name] = MetaDatasetEpisodes(source, n_episodes, seed, pool=class_pool(c, source), name=name,
+            parts[name] = MetaDatasetEpisodes(source, n_episodes, seed, pool=class_pool(c, source, split), name=name,
                                               **_md_kwargs(c, True))
         return parts[cfg.dataset] if len(parts) == 1 else SourcedEpisodes(parts)
     source = build_source(cfg, split)
