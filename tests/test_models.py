@@ -42,7 +42,7 @@ def test_standard_out_dims():
     assert Conv4(3, 32, image_size=84).out_dim == 800
     assert MLP(784, (256, 128, 64, 64), out_features=None).out_dim == 64
     assert ResNet12(3).out_dim == 640
-    assert set(BACKBONES) == {"conv4", "mlp", "resnet12", "text-bag", "text-cnn", "text-transformer", "hf-text", "rating-net"}
+    assert set(BACKBONES) == {"conv4", "mlp", "resnet12", "resnet18", "timm", "text-bag", "text-cnn", "text-transformer", "hf-text", "rating-net"}
 
 
 def test_task_norm_uses_support_statistics_only():

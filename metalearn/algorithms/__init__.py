@@ -21,6 +21,7 @@ from metalearn.algorithms.rating_baselines import (
 )
 from metalearn.algorithms.relation import RelationConfig, RelationNet
 from metalearn.algorithms.reptile import Reptile, ReptileConfig
+from metalearn.algorithms.tsa import TSA, TSAConfig
 from metalearn.algorithms.warm_start import TaskMemory, WarmStartAdapter
 
 # FeatureMaps is a backbone wrapper (metalearn.models); it stays importable from here because
@@ -40,6 +41,7 @@ ALGORITHMS = {
     "generator": ParameterGenerator,
     "cnp": CNP,
     "melu": MeLU,
+    "tsa": TSA,
 }
 """Name table for the CLI: algorithm name -> class (``cls(backbone, config=...)``)."""
 
@@ -73,6 +75,8 @@ __all__ = [
     "RelationNet",
     "Reptile",
     "ReptileConfig",
+    "TSA",
+    "TSAConfig",
     "TaskMemory",
     "UserMean",
     "WarmStartAdapter",

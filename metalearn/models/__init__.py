@@ -20,12 +20,16 @@ from metalearn.models.norm import (
 )
 from metalearn.models.rating import RatingNet
 from metalearn.models.resnet12 import ResNet12
+from metalearn.models.resnet18 import ResNet18, load_pretrained
 from metalearn.models.text import PretrainedTextEncoder, TextBag, TextCNN, TextTransformer
+from metalearn.models.timm_backbone import TimmBackbone, timm_backbone
 
 BACKBONES = {
     "conv4": Conv4,
     "mlp": MLP,
     "resnet12": ResNet12,
+    "resnet18": ResNet18,
+    "timm": TimmBackbone,
     "text-cnn": TextCNN,
     "text-bag": TextBag,
     "text-transformer": TextTransformer,
@@ -45,10 +49,14 @@ __all__ = [
     "PretrainedTextEncoder",
     "RatingNet",
     "ResNet12",
+    "ResNet18",
     "TextBag",
     "TextCNN",
     "TextTransformer",
+    "TimmBackbone",
     "check_no_running_stats",
+    "load_pretrained",
     "make_norm",
     "run_backbone",
+    "timm_backbone",
 ]
