@@ -443,7 +443,22 @@ class MetaDatasetSampler:
         return out
 
     def draw_plan(self) -> _Plan:
-        """Draw the indices of one episode from this sampler's generator (no examples fetched)."""
+        """Draw the indices of one episode from this sampler's generator (no examples fetched).
+
+        Returns:
+            The plan: ``classes`` ``(n_way,)``, ``shots`` ``(n_way,)``, ``n_query`` per class and
+            the example indices ``support`` ``(sum(shots),)`` and ``query`` ``(n_way * n_query,)``,
+            class by class; :meth:`episode_from_plan` fetches them.
+
+        Examples:
+            >>> from metalearn.data import ArrayDataset
+            >>> sampler = MetaDatasetSampler(ArrayDataset(np.random.rand(90, 2), np.repeat(np.arange(6), 15)))
+            >>> plan = sampler.draw_plan()
+            >>> len(plan.support) == int(plan.shots.sum()), len(plan.query) == len(plan.classes) * plan.n_query
+            (True, True)
+            >>> sampler.episode_from_plan(plan).n_way == len(plan.classes)
+            True
+        """
         g = self.generator
         classes = self._choose_classes(g)
         sizes = self._sizes[classes]
