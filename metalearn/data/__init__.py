@@ -24,6 +24,13 @@ from metalearn.data.intents import (
     read_text_file,
     split_text_dataset,
 )
+from metalearn.data.metadataset import (
+    ClassPool,
+    FlatPool,
+    MetaDatasetEpisodes,
+    MetaDatasetSampler,
+    MultiSourceSampler,
+)
 from metalearn.data.omniglot import Omniglot
 from metalearn.data.ratings import (
     Attribute,
@@ -54,6 +61,7 @@ __all__ = [
     "UserEpisodes", "UserTaskSampler", "UserTasks", "download_movielens", "read_movielens",
     "read_movielens_1m", "read_movielens_100k", "read_ratings_csv", "write_synthetic_movielens",
     "ClassDAG", "ClassHierarchy", "clinc_domains", "omniglot_alphabets", "read_folder_tree",
+    "ClassPool", "FlatPool", "MetaDatasetEpisodes", "MetaDatasetSampler", "MultiSourceSampler",
     "ArrayDataset", "Augment", "Banking77", "ChecksumError", "ClassDataset", "Clinc150",
     "CorruptImageError", "EpisodeSampler", "FixedEpisodes", "Hwu64", "ImageFolder", "IntentDataset",
     "LinearTasks", "MiniImageNet", "Normalize", "Omniglot", "SinusoidTasks", "StandardizeBySupport",
