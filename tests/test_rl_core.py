@@ -380,7 +380,7 @@ def test_second_order_meta_gradient_equals_finite_differences():
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(vec, params)
         value, _, _ = algo._surrogates(batch, old, first_order=True)
-        return float(value)
+        return float(value.detach())
 
     start = torch.nn.utils.parameters_to_vector(params).detach().clone()
     gen = g(9)
