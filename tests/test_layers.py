@@ -10,7 +10,7 @@ import metalearn
 # types, errors -> data, models, kernels, optim -> algorithms -> eval -> train -> presets, cli.
 # Within one layer imports are free. ``metalearn/__init__.py`` (the curated API) sits on top.
 LAYERS = {"types": 0, "errors": 0, "_rng": 0, "_runtime": 0, "_lazy": 0, "data": 1, "models": 1, "kernels": 1, "optim": 1,
-          "algorithms": 2, "eval": 3, "train": 4, "presets": 5, "cli": 5, "demo": 5,
+          "algorithms": 2, "eval": 3, "train": 4, "rl": 4, "presets": 5, "cli": 5, "demo": 5,
           "__init__": 6}
 ROOT = Path(metalearn.__file__).parent
 

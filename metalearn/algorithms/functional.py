@@ -109,10 +109,11 @@ def autograd_grad(fn: Callable[[Params], tuple[Tensor, Any]], create_graph: bool
     return wrapped
 
 
-def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: Tensor,
-               rule: UpdateRule, steps: int, *, first_order: bool = False,
-               adapt: Sequence[str] | None = None,
-               differentiate: Differentiate = func_grad) -> tuple[Params, Tensor]:
+def inner_loop(forward: Forward, params: Params, support_x: Tensor | None,
+               support_y: Tensor | None, rule: UpdateRule, steps: int, *,
+               first_order: bool = False, adapt: Sequence[str] | None = None,
+               differentiate: Differentiate = func_grad,
+               loss: Callable[[Params], Tensor] | None = None) -> tuple[Params, Tensor]:
     """Adapt ``params`` to one task's support set: ``steps`` applications of ``rule``.
 
     A pure function: nothing is mutated, and the result is differentiable with respect to
@@ -129,6 +130,10 @@ def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: T
         first_order: Treat inner gradients as constants (FOMAML).
         adapt: Names of the parameters to adapt (default: all); the rest stay fixed.
         differentiate: :func:`func_grad` (required under ``vmap``) or :func:`autograd_grad`.
+        loss: ``loss(params) -> scalar`` used instead of
+            ``task_loss(forward(params, support_x), support_y)``, for tasks whose support data
+            are not ``(x, y)`` pairs (the policy-gradient surrogate of :mod:`metalearn.rl`);
+            ``support_x``/``support_y`` may then be ``None``.
 
     Returns:
         ``(adapted_params, support_losses)`` with ``support_losses`` of shape ``(steps,)``:
@@ -140,18 +145,22 @@ def inner_loop(forward: Forward, params: Params, support_x: Tensor, support_y: T
     state = rule.init(fast)
 
     def support_loss(fast_params: Params) -> tuple[Tensor, Tensor]:
-        loss = task_loss(forward({**fixed, **fast_params}, support_x), support_y)
-        return loss, loss.detach()
+        if loss is not None:
+            value = loss({**fixed, **fast_params})
+        else:
+            value = task_loss(forward({**fixed, **fast_params}, support_x), support_y)
+        return value, value.detach()
 
     losses = []
     for _ in range(steps):
-        grads, loss = differentiate(support_loss, not first_order)(fast)
+        grads, step_loss = differentiate(support_loss, not first_order)(fast)
         if first_order:
             grads = {k: g.detach() for k, g in grads.items()}
         updates, state = rule.update(grads, state, fast)
         fast = apply_updates(fast, updates)
-        losses.append(loss)
-    stacked = torch.stack(losses) if losses else support_x.new_zeros(0)
+        losses.append(step_loss)
+    empty = support_x.new_zeros(0) if support_x is not None else torch.zeros(0)
+    stacked = torch.stack(losses) if losses else empty
     return {**fixed, **fast}, stacked
 
 
