@@ -23,6 +23,7 @@ differ in shape, so a meta-batch is a :class:`~metalearn.types.EpisodeList`.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import math
 from collections.abc import Callable, Iterator, Sequence
@@ -658,7 +659,29 @@ class MultiSourceSampler:
         picks = torch.multinomial(self._probs, n_tasks, replacement=True, generator=self.generator)
         self.last_sources = [self.names[i] for i in picks.tolist()]
         self.n_sampled += n_tasks
-        return EpisodeList(self.samplers[s].sample() for s in self.last_sources)
+        return EpisodeList(self._global_ids(self.samplers[s].sample(), s) for s in self.last_sources)
+
+    @property
+    def class_offsets(self) -> dict[str, int]:
+        """Source name -> the offset of its classes in the union of all sources' classes: episodes'
+        ``class_ids`` are global (``offset + the class's index in its source``), so a classifier
+        pretrained on every source (Baseline, TSA) sees distinct labels for distinct classes."""
+        offsets, total = {}, 0
+        for name in self.names:
+            offsets[name] = total
+            total += self.samplers[name].dataset.num_classes
+        return offsets
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of all sources together."""
+        return sum(s.dataset.num_classes for s in self.samplers.values())
+
+    def _global_ids(self, episode: Episode, source: str) -> Episode:
+        offset = self.class_offsets[source]
+        if not offset or episode.class_ids is None:
+            return episode
+        return dataclasses.replace(episode, class_ids=episode.class_ids + offset)
 
     def batches(self, n_tasks: int) -> Iterator[EpisodeList]:
         """An endless iterator of meta-batches of ``n_tasks`` episodes."""

@@ -190,6 +190,14 @@ class SourcedEpisodes:
                 "sources": {name: eps.describe() for name, eps in self.parts.items()}}
 
 
+def train_classes(cfg: DataConfig) -> int:
+    """Classes a pretraining classifier (Baseline, TSA) needs a logit for: those of the
+    meta-training split, summed over the training sources of a multi-source run (whose episodes
+    carry global class ids, :attr:`~metalearn.data.metadataset.MultiSourceSampler.class_offsets`)."""
+    configs = _training_sources(cfg) if uses_sources(cfg) else {cfg.dataset: cfg}
+    return sum(build_source(c, "train").num_classes for c in configs.values())
+
+
 def data_fields(cfg: DataConfig) -> list:
     """The input layout ``[[name, cardinality, width], ...]`` of a recommender's data, which a
     :class:`~metalearn.models.RatingNet` left with ``model.fields`` unset is built for.

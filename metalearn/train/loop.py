@@ -55,6 +55,7 @@ from metalearn.train.data import (
     fixed_episodes,
     image_format,
     run_tokenizer,
+    train_classes,
     train_sampler,
     write_splits,
     write_tokenizer,
@@ -164,7 +165,10 @@ def build_algorithm(cfg: RunConfig, pretrained: bool = False) -> torch.nn.Module
         if len(cfg.model.feature_maps) != 3:
             raise ConfigError(f"model.feature_maps must be [C, H, W], got {cfg.model.feature_maps}")
         backbone = FeatureMaps(backbone, tuple(cfg.model.feature_maps))
-    return build_component(ALGORITHMS[cfg.algorithm.name], cfg.algorithm.resolve(), backbone)
+    algorithm = cfg.algorithm.resolve()
+    if getattr(algorithm, "n_classes", None) == 0:  # a pretraining head over every training class
+        algorithm.n_classes = train_classes(cfg.data)
+    return build_component(ALGORITHMS[cfg.algorithm.name], algorithm, backbone)
 
 
 def _load_weights(backbone: torch.nn.Module, path: str) -> None:
