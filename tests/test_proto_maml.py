@@ -223,3 +223,19 @@ def test_meta_training_on_blobs_lowers_the_query_loss():
     after = algo.meta_loss(held_out)[1]
     assert after["loss"] < 0.8 * before["loss"], (before, after)
     assert after["accuracy"] > before["accuracy"]
+
+
+@pytest.mark.parametrize("first_order", [True, False])
+def test_task_modes_agree(first_order):
+    torch.manual_seed(0)
+    net = MLP(4, (8,), out_features=None)
+    batch = EpisodeBatch.stack([episode(3, 2, 3, seed=s) for s in (1, 2, 3)])
+    results = {}
+    for mode in ("loop", "vmap", "threads"):
+        cfg = ProtoMAMLConfig(inner_lr=0.2, inner_steps=2, first_order=first_order, task_mode=mode)
+        results[mode] = grads_of(ProtoMAML(net, cfg), batch)
+    loss, grads, _ = results["loop"]
+    for mode in ("vmap", "threads"):
+        assert results[mode][0].item() == pytest.approx(loss.item(), rel=1e-5)
+        for name, g in grads.items():
+            assert torch.allclose(results[mode][1][name], g, atol=1e-5), (mode, name)
