@@ -13,14 +13,6 @@ from metalearn.algorithms.baseline import Baseline, BaselineConfig, finetune_all
 from metalearn.models import MLP
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def task(n_way=3, k_shot=4, n_query=3, dim=6, seed=0):
     g = torch.Generator().manual_seed(seed)
     means = 2 * torch.randn(n_way, dim, generator=g)

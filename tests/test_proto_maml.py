@@ -5,21 +5,13 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from test_gradient_core import two_threads  # noqa: F401  (a fixture)
 from torch.func import functional_call
 
 from metalearn.algorithms import ALGORITHMS, ProtoMAML, ProtoMAMLConfig, ProtoNet
 from metalearn.algorithms.proto_maml import prototype_head
 from metalearn.models import MLP, Conv4
 from metalearn.types import Episode, EpisodeBatch, EpisodeList
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids oversubscription on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def episode(n_way, k_shot, n_query, dim=4, seed=0, dtype=torch.float32, centers=None):
@@ -113,7 +105,7 @@ def hand_built_fo_proto_maml(net, ep, lr, steps, detach_init=False):
 
 
 @pytest.mark.parametrize("task_mode", ["loop", "vmap", "threads"])
-def test_first_order_gradient_equals_the_hand_built_one(task_mode):
+def test_first_order_gradient_equals_the_hand_built_one(task_mode, two_threads):  # noqa: F811
     torch.manual_seed(0)
     net = MLP(4, (8, 6), out_features=None)
     eps = [episode(4, 3, 2, seed=s) for s in (1, 2)]  # equal shapes: an EpisodeBatch, vmappable
@@ -226,7 +218,7 @@ def test_meta_training_on_blobs_lowers_the_query_loss():
 
 
 @pytest.mark.parametrize("first_order", [True, False])
-def test_task_modes_agree(first_order):
+def test_task_modes_agree(first_order, two_threads):  # noqa: F811
     torch.manual_seed(0)
     net = MLP(4, (8,), out_features=None)
     batch = EpisodeBatch.stack([episode(3, 2, 3, seed=s) for s in (1, 2, 3)])
