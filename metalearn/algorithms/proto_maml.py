@@ -40,6 +40,7 @@ from torch import Tensor, nn
 
 from metalearn.algorithms.checks import as_batch
 from metalearn.algorithms.functional import (
+    AdaptedPredictor,
     Differentiate,
     autograd_grad,
     detach,
@@ -73,7 +74,8 @@ class ProtoMAMLConfig(MAMLConfig):
     inner_lr: float = 0.01
     """Inner-loop SGD step size alpha (Meta-Dataset: 0.01)."""
     inner_steps: int = 5
-    """Inner gradient steps on the support set during meta-training (Meta-Dataset: 5)."""
+    """Inner gradient steps on the support set during meta-training (Meta-Dataset: 5). With 0
+    the prototype layer is used as it is: ProtoNet's classifier (same probabilities)."""
     eval_inner_steps: int | None = None
     """Inner gradient steps in ``adapt`` (evaluation); ``None``: same as ``inner_steps``
     (Meta-Dataset counts ``num_update_steps + additional_evaluation_update_steps``)."""
@@ -230,7 +232,7 @@ class ProtoMAML(MAML):
         finally:
             self._batch_n_way = None
 
-    def adapt(self, support_x: Tensor, support_y: Tensor):
+    def adapt(self, support_x: Tensor, support_y: Tensor) -> AdaptedPredictor:
         """Adapt to one task with ``eval_inner_steps`` steps; the meta-parameters are untouched.
 
         Args:
