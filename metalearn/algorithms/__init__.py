@@ -12,6 +12,7 @@ from metalearn.algorithms.maml import MAML, MAMLConfig
 from metalearn.algorithms.matching import MatchingConfig, MatchingNet
 from metalearn.algorithms.melu import MeLU, MeLUConfig
 from metalearn.algorithms.meta_sgd import MetaSGD, MetaSGDConfig
+from metalearn.algorithms.proto_maml import ProtoMAML, ProtoMAMLConfig
 from metalearn.algorithms.protonet import ProtoNet, ProtoNetConfig
 from metalearn.algorithms.rating_baselines import (
     GlobalMean,
@@ -34,6 +35,7 @@ ALGORITHMS = {
     "anil": ANIL,
     "reptile": Reptile,
     "protonet": ProtoNet,
+    "proto_maml": ProtoMAML,
     "matching": MatchingNet,
     "relation": RelationNet,
     "baseline": Baseline,
@@ -69,6 +71,8 @@ __all__ = [
     "MetaSGD",
     "MetaSGDConfig",
     "ParameterGenerator",
+    "ProtoMAML",
+    "ProtoMAMLConfig",
     "ProtoNet",
     "ProtoNetConfig",
     "RelationConfig",

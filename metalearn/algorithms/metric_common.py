@@ -84,7 +84,8 @@ def prototypes(features: Tensor, labels: Tensor, n_way: int) -> Tensor:
         tensor([[1.],
                 [5.]])
     """
-    onehot = F.one_hot(labels, n_way).to(features.dtype)  # (..., n_support, n_way)
+    # A comparison, not F.one_hot, which reads label values (.item()) and so fails under vmap.
+    onehot = (labels.unsqueeze(-1) == torch.arange(n_way, device=labels.device)).to(features.dtype)
     sums = onehot.transpose(-1, -2) @ features  # (..., n_way, d)
     return sums / onehot.sum(-2).unsqueeze(-1)
 
