@@ -95,7 +95,8 @@ def test_omniglot_presets_train_and_evaluate_on_real_data(name, omniglot_root):
     torch.manual_seed(0)
     algo = build_algorithm(cfg)
     batch = train_sampler(cfg.data, 0).sample_batch(1)
-    assert batch.support_x.shape[-3:] == (1, 28, 28)
+    first = batch[0]  # an EpisodeBatch, or an EpisodeList of Meta-Dataset episodes
+    assert first.support_x.shape[-3:] == (1, 28, 28)
     loss, metrics = algo.meta_loss(batch)
     loss.backward()
     assert torch.isfinite(loss) and 0.0 <= metrics["accuracy"] <= 1.0

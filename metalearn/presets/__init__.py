@@ -14,6 +14,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from functools import partial
 
+from metalearn.presets.metadataset import (
+    baseline_omniglot_md,
+    proto_maml_omniglot_md,
+    protonet_omniglot_md,
+    tsa_omniglot_md,
+)
 from metalearn.presets.model_based import cnp_sinusoid, generator_omniglot_5w1s
 from metalearn.presets.omniglot import (
     anil_omniglot_20w1s,
@@ -61,6 +67,12 @@ PRESETS: dict[str, Callable[[], RunConfig]] = {
     "baseline-pp-omniglot-5w1s": baseline_pp_omniglot_5w1s,
     "generator-omniglot-5w1s": generator_omniglot_5w1s,
     **{f"cnp-sinusoid-{k}shot": partial(cnp_sinusoid, k) for k in (5, 10, 20)},
+    "protonet-omniglot-md": protonet_omniglot_md,
+    "proto-maml-omniglot-md": proto_maml_omniglot_md,
+    "baseline-omniglot-md": partial(baseline_omniglot_md, "linear"),
+    "baseline-pp-omniglot-md": partial(baseline_omniglot_md, "cosine"),
+    "finetune-omniglot-md": partial(baseline_omniglot_md, "linear", "all"),
+    "tsa-omniglot-md": tsa_omniglot_md,
     **{f"{algo}-{ds}-5w{k}s": partial(recipe, k, ds) for algo, recipe in TEXT_RECIPES.items()
        for ds in TEXT_DATASETS for k in (1, 5)},
     **{f"{algo}-{ds}": partial(recipe, ds) for algo, recipe in RATINGS_RECIPES.items() for ds in RATINGS_DATASETS},

@@ -23,6 +23,11 @@ _NOTES = ("Meta-Dataset protocol on Omniglot alone (Triantafillou et al. 2020): 
           "28 px, a CPU budget of {steps:,} episodes.")
 
 
+MD_OMNIGLOT_TRAIN_CLASSES = 883
+"""Characters of the 25 training alphabets (the pretraining head's size; ``n_classes=0`` reads it
+from the data instead, as a multi-source run needs)."""
+
+
 def md_omniglot_data() -> DataConfig:
     """Omniglot under the Meta-Dataset protocol (the data section of every recipe here)."""
     return DataConfig(dataset="omniglot", train_split="md-train", val_split="md-val", test_split="md-test",
@@ -58,17 +63,30 @@ def baseline_omniglot_md(head: str = "cosine", finetune: str = "head") -> RunCon
     if finetune == "all":
         name = "finetune"
     return RunConfig(name=f"{name}-omniglot-md", data=md_omniglot_data(), model=_conv4(),
-                     algorithm=AlgorithmConfig("baseline", {"head": head, "n_classes": 0}),
+                     algorithm=AlgorithmConfig("baseline", {"head": head, "n_classes": MD_OMNIGLOT_TRAIN_CLASSES, "finetune": finetune}),
                      train=_train(steps),
                      notes=_NOTES.format(steps=steps) + " Pretraining (Chen et al. 2019) on the training "
-                     "episodes' images with their character ids (n_classes filled from the data: 883).")
+                     "episodes' images with their character ids (883; n_classes=0 takes them from the data).")
 
 
 def tsa_omniglot_md() -> RunConfig:
     """Task-specific adapters (Li, Liu and Bilen 2022) on a backbone pretrained as Baseline is."""
     steps = 3000
     return RunConfig(name="tsa-omniglot-md", data=md_omniglot_data(), model=_conv4(),
-                     algorithm=AlgorithmConfig("tsa", {"n_classes": 0}), train=_train(steps),
+                     algorithm=AlgorithmConfig("tsa", {"n_classes": MD_OMNIGLOT_TRAIN_CLASSES}), train=_train(steps),
                      notes=_NOTES.format(steps=steps) + " Pretraining as Baseline; at test residual "
                      "adapters and a pre-classifier transform learned on each support set (40 Adadelta "
                      "steps), the backbone frozen.")
+
+
+def proto_maml_omniglot_md() -> RunConfig:
+    """fo-Proto-MAML (Triantafillou et al. 2020): first-order MAML with the output layer
+    initialised from the prototypes, body and head adapted on each support set."""
+    steps = 1500
+    return RunConfig(name="proto-maml-omniglot-md", data=md_omniglot_data(), model=_conv4(),
+                     algorithm=AlgorithmConfig("proto_maml", {"inner_lr": 0.01, "inner_steps": 5,
+                                                              "first_order": True}),
+                     train=TrainConfig(steps=steps, meta_batch=4, lr=1e-3, schedule="cosine", val_every=250,
+                                       checkpoint_every=250, log_every=20),
+                     notes=_NOTES.format(steps=steps) + " Meta-Dataset's maml_init_with_proto defaults: 5 inner "
+                     "steps at 0.01, first order; meta-batch 4 episodes, Adam 1e-3.")

@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from metalearn.algorithms import ALGORITHMS, MAML, Reptile
+from metalearn.algorithms import ALGORITHMS, MAML, ProtoMAML, Reptile
 from metalearn.eval import EvalResult
 from metalearn.eval.fewshot import AdaptInputError, FewShotClassifier
 from metalearn.models import BACKBONES, FeatureMaps
@@ -547,7 +547,8 @@ def check_model_fits(algo, batch, cfg: RunConfig) -> None:
             "with the backbone's options (model.image_size, model.in_channels; `metalearn list "
             "--options NAME`)") from e
     n_way = cfg.data.n_way
-    if n_way is not None and isinstance(algo, (MAML, Reptile)) and out.shape[-1] < n_way:
+    head_of_its_own = isinstance(algo, ProtoMAML)  # its head is built from the prototypes
+    if n_way is not None and isinstance(algo, (MAML, Reptile)) and not head_of_its_own and out.shape[-1] < n_way:
         raise ConfigError(f"the model has {out.shape[-1]} outputs but data.n_way={n_way}: "
                           f"{cfg.algorithm.name} classifies with the backbone's outputs, so set "
                           f"model.out_features={n_way}")
