@@ -87,7 +87,7 @@ def test_train_then_eval_through_the_command_line(tmp_path):
         assert line in r.stdout
     record = json.loads((out / "eval_test.json").read_text())
     assert set(record["returns"]) == {"0", "1", "3"} and record["seed"] == 2
-    for k, res in record["returns"].items():
+    for res in record["returns"].values():
         assert res["n"] == 4 and (res["mean"], res["ci95"]) == pytest.approx(mean_ci95(res["per_task"]))
     again = _cli("eval", str(out), "--checkpoint", "last", cwd=tmp_path)
     assert again.returncode == 0 and json.loads((out / "eval_test.json").read_text())["returns"] != {}

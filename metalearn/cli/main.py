@@ -220,9 +220,10 @@ def _is_rl_train(args) -> bool:
 
 def _cmd_train(args) -> int:
     if _is_rl_train(args):  # a meta-RL preset or run: its own config and loop (metalearn.rl)
+        from metalearn.presets import RL_PRESETS
         from metalearn.rl.loop import train_command
 
-        return train_command(args)
+        return train_command(args, RL_PRESETS)
     from metalearn.presets import get_preset
     from metalearn.train.config import ConfigError, RunConfig, apply_overrides
     from metalearn.train.loop import train

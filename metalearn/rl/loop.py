@@ -438,17 +438,16 @@ def is_rl_run(run_dir: str | os.PathLike) -> bool:
         return False
 
 
-def train_command(args) -> int:
-    """``metalearn train`` for a meta-RL preset or run (called by :mod:`metalearn.cli.main`)."""
-    from metalearn.presets.rl import RL_PRESETS
-
+def train_command(args, presets: dict) -> int:
+    """``metalearn train`` for a meta-RL preset or run (called by :mod:`metalearn.cli.main` with
+    the preset table ``metalearn.presets.RL_PRESETS``, a higher layer)."""
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"train.device={args.device}")
     if args.preset is None:
         base = RLRunConfig.from_dict(json.loads((Path(args.out) / "config.json").read_text()))
     else:
-        base = RL_PRESETS[args.preset]()
+        base = presets[args.preset]()
     cfg = apply_rl_overrides(base, overrides)
     if args.name:
         cfg.name = args.name
@@ -480,5 +479,6 @@ def train_command(args) -> int:
 
 
 __all__ = ["RLTrainResult", "Roller", "build_env", "build_rl_algorithm", "cat_trajectories",
-           "is_rl_run", "load_rl_run", "outer_step", "train_command", "train_rl", "trpo_step_over_ranks",
+           "is_rl_run", "load_rl_run", "outer_step", "train_command", "train_generators", "train_rl",
+           "trpo_step_over_ranks",
            "write_plots"]
