@@ -208,7 +208,22 @@ def _run_name(base, cfg, preset: str | None, name: str | None) -> str:
     return cfg.name
 
 
+def _is_rl_train(args) -> bool:
+    from metalearn.presets import RL_PRESETS
+
+    if args.preset is not None:
+        return args.preset in RL_PRESETS
+    from metalearn.rl.loop import is_rl_run
+
+    return bool(args.out) and is_rl_run(args.out)
+
+
 def _cmd_train(args) -> int:
+    if _is_rl_train(args):  # a meta-RL preset or run: its own config and loop (metalearn.rl)
+        from metalearn.presets import RL_PRESETS
+        from metalearn.rl.loop import train_command
+
+        return train_command(args, RL_PRESETS)
     from metalearn.presets import get_preset
     from metalearn.train.config import ConfigError, RunConfig, apply_overrides
     from metalearn.train.loop import train
@@ -261,6 +276,12 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_eval(args) -> int:
+    from metalearn.rl.loop import is_rl_run
+
+    if is_rl_run(args.run_dir):  # returns before/after adaptation on fixed test tasks
+        from metalearn.rl.evaluate import eval_command
+
+        return eval_command(args)
     from metalearn.train.data import check_run_tokenizer, fixed_episodes
     from metalearn.train.distributed import setup as setup_distributed
     from metalearn.train.loop import load_run, pick_device
@@ -427,10 +448,10 @@ def _listing() -> dict[str, list[tuple[str, str]]]:
     from metalearn.algorithms import ALGORITHMS
     from metalearn.data.registry import DATASETS
     from metalearn.models import BACKBONES
-    from metalearn.presets import PRESETS, describe
+    from metalearn.presets import PRESETS, RL_PRESETS, describe
 
     return {
-        "presets": [(k, describe(k)) for k in PRESETS],
+        "presets": [(k, describe(k)) for k in (*PRESETS, *RL_PRESETS)],
         "algorithms": [(k, _first_line(v)) for k, v in ALGORITHMS.items()],
         "backbones": [(k, _first_line(v)) for k, v in BACKBONES.items()],
         "datasets": [(k, v.description) for k, v in DATASETS.items()],

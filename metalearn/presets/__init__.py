@@ -40,6 +40,7 @@ from metalearn.presets.omniglot import (
     reptile_omniglot_5w5s,
 )
 from metalearn.presets.recommendation import RATINGS_DATASETS, RATINGS_RECIPES
+from metalearn.presets.rl import RL_PRESETS
 from metalearn.presets.sinusoid import demo, maml_sinusoid, meta_sgd_sinusoid, pretrained_sinusoid
 from metalearn.presets.text import TEXT_DATASETS, TEXT_RECIPES
 from metalearn.train.config import ConfigError, RunConfig, suggest
@@ -87,14 +88,14 @@ def get_preset(name: str) -> RunConfig:
         ConfigError: unknown name, with the closest names.
     """
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}.{suggest(name, PRESETS)} "
+        raise ConfigError(f"unknown preset {name!r}.{suggest(name, [*PRESETS, *RL_PRESETS])} "
                           "See `metalearn list` for all presets.")
     return PRESETS[name]()
 
 
 def describe(name: str) -> str:
-    """One line about a preset: the first line of its function's docstring."""
-    fn = PRESETS[name]
+    """One line about a preset (supervised or meta-RL): the first line of its function's docstring."""
+    fn = PRESETS.get(name) or RL_PRESETS[name]
     line = (getattr(fn, "func", fn).__doc__ or "").strip().splitlines()[0]
     if isinstance(fn, partial):  # e.g. maml_sinusoid(k_shot) -> "... on 5-shot sinusoid ..."
         line = line.replace("K-shot", f"{fn.args[0]}-shot")
@@ -103,4 +104,4 @@ def describe(name: str) -> str:
     return line
 
 
-__all__ = ["PRESETS", "describe", "get_preset"]
+__all__ = ["PRESETS", "RL_PRESETS", "describe", "get_preset"]
