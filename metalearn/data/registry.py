@@ -279,8 +279,15 @@ def _md(source: str) -> Callable:
         if cfg.root is None:
             raise ValueError(f"Meta-Dataset source {source} needs data.root (or --data-root): the folder "
                              "that holds its release folder")
-        return READERS[source](cfg.root, split, image_size=cfg.image_size)
+        kwargs = {"max_per_class": QUICKDRAW_PER_CLASS} if source == "quickdraw" else {}
+        return READERS[source](cfg.root, split, image_size=cfg.image_size, **kwargs)
     return build
+
+
+QUICKDRAW_PER_CLASS = 1000
+"""Drawings per class that ``md-quickdraw`` decodes (the first ones of each ``<class>.npy``):
+Meta-Dataset keeps all ~50 million, which decoded at 84x84 RGB would need about a terabyte;
+call :func:`metalearn.data.md_sources.read_quickdraw` directly for another cap."""
 
 
 DATASETS: dict[str, DatasetEntry] = {
@@ -333,7 +340,7 @@ DATASETS: dict[str, DatasetEntry] = {
                                 _md("cu_birds"), channels=3),
     "md-dtd": DatasetEntry("Meta-Dataset DTD textures (dtd/ or dtd-r1.0.1.tar.gz), 33/7/7", _md("dtd"),
                            channels=3),
-    "md-quickdraw": DatasetEntry("Meta-Dataset QuickDraw (quickdraw/<class>.npy bitmaps), 241/52/52",
+    "md-quickdraw": DatasetEntry("Meta-Dataset QuickDraw (quickdraw/<class>.npy bitmaps, the first 1,000 per class), 241/52/52",
                                  _md("quickdraw"), channels=3),
     "md-fungi": DatasetEntry("Meta-Dataset Fungi (fungi/ with train.json, val.json, images/), 994/200/200",
                              _md("fungi"), channels=3),
