@@ -35,4 +35,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "metalearn.rl.policy_gradient": ("adapt_policy", "reinforce_loss", "weighted_mean"),
     "metalearn.rl.maml_trpo": ("MAMLTRPO", "MAMLTRPOConfig", "conjugate_gradient", "line_search",
                                "meta_iteration"),
+    "metalearn.rl.baselines": ("MultiTaskPolicy", "OraclePolicy", "RandomInit", "TaskObservation",
+                               "task_vector"),
 }, globals())
