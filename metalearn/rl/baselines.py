@@ -141,10 +141,8 @@ class MultiTaskPolicy(MAMLTRPO):
             return self.policy_params() if start is None else start
         return super().adapt_task(train, adv, first_order, start)
 
-    def step(self, train: Trajectories, valid: Trajectories,
-             optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
-        """One outer step on the pre-adaptation trajectories ``train`` (metrics as
-        :meth:`MAMLTRPO.step`)."""
+    def _plain_tasks(self, train: Trajectories, valid: Trajectories) -> list:
+        """Per task ``(train, adv, train, adv)``: the surrogate of the pre-adaptation data."""
         if train.n_tasks != valid.n_tasks:
             raise ValueError(f"train has {train.n_tasks} tasks but valid {valid.n_tasks}: "
                              "roll out valid with adapt(train)'s parameters for the same tasks")
@@ -153,6 +151,13 @@ class MultiTaskPolicy(MAMLTRPO):
             tr = train.task(k)
             adv = self.advantages(tr)
             tasks.append((tr, adv, tr, adv))
+        return tasks
+
+    def step(self, train: Trajectories, valid: Trajectories,
+             optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+        """One outer step on the pre-adaptation trajectories ``train`` (metrics as
+        :meth:`MAMLTRPO.step`)."""
+        tasks = self._plain_tasks(train, valid)
         with self._without_inner_loop():
             if self.config.outer == "ppo":
                 return self._ppo_step(tasks, optimizer)
@@ -179,14 +184,7 @@ class RandomInit(MultiTaskPolicy):
     def step(self, train: Trajectories, valid: Trajectories,
              optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
         """No update: the metrics of a step that was not taken."""
-        if train.n_tasks != valid.n_tasks:
-            raise ValueError(f"train has {train.n_tasks} tasks but valid {valid.n_tasks}: "
-                             "roll out valid with adapt(train)'s parameters for the same tasks")
-        tasks = []
-        for k in range(train.n_tasks):
-            tr = train.task(k)
-            adv = self.advantages(tr)
-            tasks.append((tr, adv, tr, adv))
+        tasks = self._plain_tasks(train, valid)
         with self._without_inner_loop(), torch.no_grad():
             loss, _, _ = self._surrogates(tasks, None, first_order=True)
         return {"loss_before": float(loss), "loss_after": float(loss), "kl_after": 0.0,
