@@ -102,17 +102,17 @@ import learn2learn.gym
 """
 
 
-def learn2learn_blocker(cherry_path: str | None) -> str | None:
+def learn2learn_blocker(cherry_path: str | None, peers_py: Path = PEERS_PY) -> str | None:
     """None when cherry, gym and learn2learn.gym import in the peers venv, else the reason."""
-    if not PEERS_PY.exists():
-        return f"no peers virtualenv at {PEERS_PY} (build it: benchmarks/peers/setup.sh)"
+    if not peers_py.exists():
+        return f"no peers virtualenv at {peers_py} (build it: benchmarks/peers/setup.sh)"
     env = None
     if cherry_path:
         import os
 
         env = dict(os.environ, PYTHONPATH=cherry_path)
     probe = L2L_PROBE.format(peers=str(HERE / "peers"))
-    done = subprocess.run([str(PEERS_PY), "-c", probe], capture_output=True, text=True, env=env,
+    done = subprocess.run([str(peers_py), "-c", probe], capture_output=True, text=True, env=env,
                           timeout=300)
     if done.returncode == 0:
         return None
@@ -135,6 +135,8 @@ def main(argv=None) -> None:
     p.add_argument("--cherry-path", default=None,
                    help="a folder with cherry-rl installed (pip install --target), put on the "
                         "peers venv's PYTHONPATH for the learn2learn check")
+    p.add_argument("--peers-python", type=Path, default=PEERS_PY,
+                   help="the peers venv's interpreter (default benchmarks/.venv-peers)")
     p.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     gen = torch.Generator().manual_seed(0)
@@ -158,7 +160,7 @@ def main(argv=None) -> None:
     record("rl_maml_trpo_nav2d_s_per_iter", factored, "s/iter", baseline="hvp=autograd (third order)",
            baseline_value=third, higher_is_better=False,
            extra={**setting, "iters": args.iters, "cg_iters": 10}, results=args.results)
-    blocker = learn2learn_blocker(args.cherry_path)
+    blocker = learn2learn_blocker(args.cherry_path, args.peers_python)
     if blocker:
         note("rl_l2l_maml_trpo", blocker, args.results)
     else:
