@@ -59,4 +59,6 @@ __getattr__, __dir__, __all__ = lazy_exports(__name__, {
                           "trpo_step_over_ranks"),
     "metalearn.rl.evaluate": ("AdaptationResult", "adaptation_returns", "evaluate_run"),
     "metalearn.rl.plots": ("plot_adaptation_curve", "plot_trajectories"),
+    "metalearn.rl.baselines": ("MultiTaskPolicy", "OraclePolicy", "RandomInit", "TaskObservation",
+                               "task_vector"),
 }, globals())

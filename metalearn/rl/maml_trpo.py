@@ -12,7 +12,7 @@ The TRPO outer step (Schulman et al. 2015) follows pytorch-maml-rl's ``MAMLTRPO.
 search direction solves ``(H + damping I) x = g`` by :func:`conjugate_gradient` (10
 iterations, damping 1e-5) with ``H`` the Hessian of the mean KL between the adapted policies
 and their values at the current meta-parameters (Hessian-vector products through the inner
-step), scaled so that the quadratic KL estimate is ``max_kl`` (0.01); :func:`line_search` then
+step, see :meth:`MAMLTRPO.kl_hvp`), scaled so that the quadratic KL estimate is ``max_kl`` (0.01); :func:`line_search` then
 shrinks it by 0.8 up to 15 times and accepts the first point that lowers the surrogate while
 keeping the mean KL below ``max_kl`` (otherwise the parameters stay where they were).
 The PPO variant instead takes ``ppo_epochs`` steps of the caller's optimizer on the clipped
@@ -122,6 +122,12 @@ class MAMLTRPOConfig:
     """Conjugate-gradient iterations."""
     cg_damping: float = 1e-5
     """Added to the KL Hessian: ``(H + damping I) x = g``."""
+    hvp: Literal["factored", "autograd"] = "factored"
+    """How TRPO's KL Hessian-vector products are taken (the same products up to rounding):
+    ``factored`` as ``J^T (H (J v))`` with ``J`` the Jacobian of the inner step and ``H`` the KL
+    Hessian in the adapted parameters (exact because the KL's gradient there is zero at the
+    current point; two second-order passes per product), ``autograd`` by differentiating the
+    KL's gradient through the inner step (third order; pytorch-maml-rl's way, slower)."""
     ls_max_steps: int = 15
     """Line-search tries."""
     ls_backtrack_ratio: float = 0.8
@@ -164,6 +170,8 @@ class MAMLTRPO(nn.Module):
         check_lr(self.config.inner_lr)
         if self.config.outer not in ("trpo", "ppo"):
             raise ValueError(f"outer must be 'trpo' or 'ppo', got {self.config.outer!r}")
+        if self.config.hvp not in ("factored", "autograd"):
+            raise ValueError(f"hvp must be 'factored' or 'autograd', got {self.config.hvp!r}")
         self.forward_fn = make_forward(policy)
         self._lr_keys = {name: name.replace(".", "__") for name, _ in policy.named_parameters()}
         if self.config.inner_rule == "meta_sgd":
@@ -189,11 +197,13 @@ class MAMLTRPO(nn.Module):
         return advantages(traj, cfg.gamma, cfg.gae_lambda, normalize=cfg.normalize_advantages)
 
     def adapt_task(self, train: Trajectories, adv: Tensor | None = None,
-                   first_order: bool | None = None) -> Params:
-        """Adapted parameters of one task from its ``train`` trajectories."""
+                   first_order: bool | None = None, start: Params | None = None) -> Params:
+        """Adapted parameters of one task from its ``train`` trajectories (from ``start``, by
+        default the meta-parameters)."""
         adv = self.advantages(train) if adv is None else adv
         fo = self.config.first_order if first_order is None else first_order
-        return adapt_policy(self.forward_fn, self.policy_params(), train, adv, self.rule(),
+        start = self.policy_params() if start is None else start
+        return adapt_policy(self.forward_fn, start, train, adv, self.rule(),
                             self.config.inner_steps, first_order=fo)
 
     def adapt(self, train: Trajectories) -> list[Params]:
@@ -202,12 +212,21 @@ class MAMLTRPO(nn.Module):
                 for k in range(train.n_tasks)]
 
     def _surrogates(self, tasks, old: Sequence[Normal] | None, first_order: bool,
-                    clip: float | None = None) -> tuple[Tensor, Tensor, list[Normal]]:
+                    clip: float | None = None,
+                    adapted: list[tuple[Params, Params]] | None = None,
+                    ) -> tuple[Tensor, Tensor, list[Normal]]:
         """Mean post-adaptation surrogate and mean KL to ``old`` over tasks (``old=None``: the
-        policies at the current meta-parameters, which are returned)."""
+        policies at the current meta-parameters, which are returned). When ``adapted`` is
+        given, each task adapts from its own copy of the meta-parameters and ``(copy, adapted
+        parameters)`` is appended to it (what :meth:`kl_hvp` differentiates)."""
         losses, kls, pis = [], [], []
         for k, (train, train_adv, valid, valid_adv) in enumerate(tasks):
-            params = self.adapt_task(train, train_adv, first_order=first_order)
+            start = None
+            if adapted is not None:
+                start = {n: p.clone() for n, p in self.policy_params().items()}
+            params = self.adapt_task(train, train_adv, first_order=first_order, start=start)
+            if adapted is not None:
+                adapted.append((start, params))
             pi = self.forward_fn(params, valid.obs)
             ref = Normal(pi.loc.detach(), pi.scale.detach()) if old is None else old[k]
             ratio = torch.exp(pi.log_prob(valid.actions).sum(-1) - ref.log_prob(valid.actions).sum(-1))
@@ -246,13 +265,13 @@ class MAMLTRPO(nn.Module):
     def _trpo_step(self, tasks) -> dict[str, float]:
         cfg = self.config
         params = [p for p in self.parameters() if p.requires_grad]
-        loss, kl, old = self._surrogates(tasks, None, cfg.first_order)
+        adapted: list[Params] = []
+        loss, kl, old = self._surrogates(tasks, None, cfg.first_order, adapted=adapted)
         grad = parameters_to_vector(torch.autograd.grad(loss, params, retain_graph=True))
-        grad_kl = parameters_to_vector(torch.autograd.grad(kl, params, create_graph=True))
+        kl_hvp = self.kl_hvp(kl, params, adapted)
 
         def hvp(v: Tensor) -> Tensor:
-            hv = torch.autograd.grad(grad_kl @ v, params, retain_graph=True)
-            return parameters_to_vector(hv) + cfg.cg_damping * v
+            return kl_hvp(v) + cfg.cg_damping * v
 
         direction = conjugate_gradient(hvp, grad.detach(), cfg.cg_iters)
         shs = 0.5 * (direction @ hvp(direction)).detach()
@@ -280,6 +299,89 @@ class MAMLTRPO(nn.Module):
             found = {"loss_after": metrics["loss_before"], "kl_after": 0.0}
         metrics.update(found, step_fraction=fraction or 0.0, ls_tries=tries)
         return metrics
+
+    def kl_hvp(self, kl: Tensor, params: Sequence[Tensor],
+               adapted: Sequence[tuple[Params, Params]]) -> Callable[[Tensor], Tensor]:
+        """Hessian-vector products of the mean KL at the current meta-parameters.
+
+        ``kl`` is the mean over tasks of ``KL(pi_{U_k(theta)} || pi_{U_k(theta_0)})`` evaluated
+        at ``theta = theta_0`` (built with the inner step differentiable); ``adapted`` holds,
+        per task, the copy of the policy's meta-parameters the inner step started from and the
+        adapted parameters ``U_k(theta)`` (as :meth:`_surrogates` records them). With
+        ``config.hvp == "factored"`` the product is ``sum_k J_k^T (H_k (J_k v))``: the KL's
+        gradient in the adapted parameters vanishes at ``theta_0`` (each policy is compared
+        with itself), so the curvature of the inner step drops out of the Hessian, which is
+        exactly ``J^T H J``. ``H_k u`` is a second-order product on the adapted parameters
+        only and ``J^T`` one vjp. ``J_k v`` is a vjp too when ``J_k`` is symmetric (one
+        ``sgd`` step: ``J = I - lr * Hessian of the inner loss``; any number of first-order
+        steps: ``J = I``), taken per task at its copy of the parameters; otherwise (``meta_sgd``,
+        several second-order steps) the double-vjp trick: a vjp with a dummy cotangent ``w``,
+        differentiated in ``w``, its graph built once per TRPO step. With ``"autograd"`` the
+        KL's gradient in ``theta`` is differentiated once more (third order through the inner
+        step).
+
+        Args:
+            kl: Scalar mean KL.
+            params: The meta-parameters, flattened in this order, ``n`` numbers in all.
+            adapted: ``(start, adapted parameters)`` per task; the keys of ``start`` name the
+                policy's parameters, which come first in ``params``.
+
+        Returns:
+            ``hvp(v (n,)) -> (n,)``, without damping.
+
+        Examples:
+            >>> policy = torch.nn.Linear(2, 1)
+            >>> theta = list(policy.parameters())
+            >>> start = {"weight": theta[0].clone(), "bias": theta[1].clone()}
+            >>> phi = {k: 2 * t for k, t in start.items()}   # "adapted" = 2 theta: J = 2 I
+            >>> kl = ((phi["weight"] - phi["weight"].detach()) ** 2).sum() / 2 + 0 * phi["bias"]
+            >>> MAMLTRPO(policy).kl_hvp(kl.sum(), theta, [(start, phi)])(torch.ones(3))
+            tensor([4., 4., 0.])
+        """
+        if self.config.hvp == "autograd":
+            grad_kl = parameters_to_vector(torch.autograd.grad(kl, params, create_graph=True))
+
+            def third_order(v: Tensor) -> Tensor:
+                return parameters_to_vector(torch.autograd.grad(grad_kl @ v, params,
+                                                                retain_graph=True))
+
+            return third_order
+        cfg = self.config
+        starts = [t for start, _ in adapted for t in start.values()]
+        phis = [t for _, phi in adapted for t in phi.values()]
+        grad_kl = torch.autograd.grad(kl, phis, create_graph=True)
+        curved = [i for i, g in enumerate(grad_kl) if g.requires_grad]  # KL quadratic in these
+        sizes = [p.numel() for p in params]
+        symmetric = cfg.inner_rule == "sgd" and (cfg.inner_steps == 1 or cfg.first_order)
+        if not symmetric:
+            dummies = [torch.zeros_like(t, requires_grad=True) for t in phis]
+            jtw = torch.autograd.grad(phis, params, dummies, create_graph=True, allow_unused=True)
+            linked = [i for i, j in enumerate(jtw) if j is not None and j.requires_grad]
+
+        def zeros_for_none(parts: Sequence[Tensor | None], like: Sequence[Tensor]) -> list[Tensor]:
+            return [torch.zeros_like(t) if g is None else g for g, t in zip(parts, like)]
+
+        def jacobian_vector(v: Tensor) -> list[Tensor]:
+            vs = [c.view_as(p) for c, p in zip(torch.split(v, sizes), params)]
+            if symmetric:  # J_k v = J_k^T v, per task at its own copy of the parameters
+                per_task = vs[:len(adapted[0][0])] * len(adapted)
+                return zeros_for_none(torch.autograd.grad(phis, starts, per_task,
+                                                          retain_graph=True, allow_unused=True),
+                                      phis)
+            jv = torch.autograd.grad([jtw[i] for i in linked], dummies, [vs[i] for i in linked],
+                                     retain_graph=True, allow_unused=True)
+            return zeros_for_none(jv, phis)
+
+        def factored(v: Tensor) -> Tensor:
+            jv = jacobian_vector(v)
+            hjv = torch.autograd.grad([grad_kl[i] for i in curved], phis,
+                                      [jv[i] for i in curved], retain_graph=True,
+                                      allow_unused=True)
+            jthjv = torch.autograd.grad(phis, params, zeros_for_none(hjv, phis),
+                                        retain_graph=True, allow_unused=True)
+            return torch.cat([g.reshape(-1) for g in zeros_for_none(jthjv, params)])
+
+        return factored
 
     def _ppo_step(self, tasks, optimizer: torch.optim.Optimizer | None) -> dict[str, float]:
         if optimizer is None:

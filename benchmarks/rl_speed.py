@@ -1,0 +1,172 @@
+"""Meta-RL speed (issue 20, point 7): environment steps/s and seconds per MAML-TRPO iteration.
+
+Figures (each one JSON line on stdout, appended to ``--results``, default
+benchmarks/results.jsonl):
+
+- ``rl_nav2d_env_steps``: raw steps/s of the vectorised :class:`~metalearn.rl.envs.Navigation2D`
+  (``--envs`` environments, random actions);
+- ``rl_nav2d_rollout_steps``: steps/s of a full rollout with the 64-64 Gaussian policy (what a
+  meta-iteration pays), ``--tasks`` x ``--per-task`` environments, horizon ``--horizon``;
+- ``rl_halfcheetah_env_steps``: steps/s of MuJoCo HalfCheetah-vel in gymnasium's synchronous
+  vector env (skipped, with the reason printed, when gymnasium/mujoco are missing);
+- ``rl_maml_trpo_nav2d_s_per_iter``: seconds per MAML-TRPO meta-iteration (two rollouts, the
+  inner step, TRPO with 10 CG iterations and the line search) at the paper's settings (20 tasks,
+  20 trajectories, horizon 100), median of ``--iters`` after one warm-up, with the factored
+  Hessian-vector products, and against the third-order ones (``hvp="autograd"``) as the ratio;
+- ``rl_l2l_maml_trpo``: whether learn2learn's ``examples/rl/maml_trpo.py`` (cherry + gym) runs
+  in the peers virtualenv; when it cannot, what blocked it is printed and recorded.
+
+Usage: OMP_NUM_THREADS=1 python benchmarks/rl_speed.py [--iters 3] [--results PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import torch  # noqa: E402
+from _record import RESULTS, commit, machine, record  # noqa: E402
+
+from metalearn.rl.envs import ENVIRONMENTS, Navigation2D  # noqa: E402
+from metalearn.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, meta_iteration  # noqa: E402
+from metalearn.rl.policies import GaussianMLPPolicy  # noqa: E402
+from metalearn.rl.rollout import rollout  # noqa: E402
+
+PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
+
+
+def note(name: str, reason: str, results: Path) -> None:
+    """Print and record a figure that could not be measured, with the reason."""
+    row = {"name": name, "skipped": reason}
+    print(json.dumps(row), flush=True)
+    row.update(date=time.strftime("%Y-%m-%dT%H:%M:%S%z"), commit=commit(), machine=machine(),
+               command=" ".join([Path(sys.executable).name, *sys.argv]))
+    with open(results, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def env_steps(env, steps: int, generator: torch.Generator) -> float:
+    """Raw steps/s of ``env`` under uniform random actions in ``[-1, 1]``."""
+    env.reset_task(env.sample_tasks(1, generator) * env.num_envs)
+    env.reset(generator)
+    actions = [2 * torch.rand(env.num_envs, env.act_dim, generator=generator) - 1
+               for _ in range(steps)]
+    start = time.perf_counter()
+    for a in actions:
+        env.step(a)
+    return env.num_envs * steps / (time.perf_counter() - start)
+
+
+def rollout_steps(args, generator: torch.Generator) -> float:
+    env = Navigation2D(num_envs=args.tasks * args.per_task, horizon=args.horizon)
+    policy = GaussianMLPPolicy(2, 2)
+    algo = MAMLTRPO(policy)
+    tasks = env.sample_tasks(args.tasks, generator)
+    start = time.perf_counter()
+    traj = rollout(env, algo.forward_fn, algo.policy_params(), tasks, args.per_task, generator)
+    return float(traj.mask.sum()) / (time.perf_counter() - start)
+
+
+def seconds_per_iteration(args, hvp: str) -> float:
+    torch.manual_seed(0)
+    algo = MAMLTRPO(GaussianMLPPolicy(2, 2), MAMLTRPOConfig(hvp=hvp))
+    env = Navigation2D(num_envs=args.tasks * args.per_task, horizon=args.horizon)
+    gen = torch.Generator().manual_seed(0)
+    times = []
+    for i in range(args.iters + 1):
+        tasks = env.sample_tasks(args.tasks, gen)
+        start = time.perf_counter()
+        meta_iteration(algo, env, tasks, args.per_task, gen)
+        if i:  # the first one warms up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+L2L_PROBE = """
+import sys
+sys.path.insert(0, {peers!r})
+from shim import import_learn2learn
+import_learn2learn()
+import gym
+import cherry
+import learn2learn.gym
+"""
+
+
+def learn2learn_blocker(cherry_path: str | None, peers_py: Path = PEERS_PY) -> str | None:
+    """None when cherry, gym and learn2learn.gym import in the peers venv, else the reason."""
+    if not peers_py.exists():
+        return f"no peers virtualenv at {peers_py} (build it: benchmarks/peers/setup.sh)"
+    env = None
+    if cherry_path:
+        import os
+
+        env = dict(os.environ, PYTHONPATH=cherry_path)
+    probe = L2L_PROBE.format(peers=str(HERE / "peers"))
+    done = subprocess.run([str(peers_py), "-c", probe], capture_output=True, text=True, env=env,
+                          timeout=300)
+    if done.returncode == 0:
+        return None
+    last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
+    where = f" (cherry from {cherry_path})" if cherry_path else ""
+    return (f"learn2learn's examples/rl/maml_trpo.py needs cherry and gym; importing them in "
+            f"the peers venv{where} failed: {last}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tasks", type=int, default=20, help="meta-batch (20 in the paper)")
+    p.add_argument("--per-task", type=int, default=20, help="trajectories per task (20)")
+    p.add_argument("--horizon", type=int, default=100, help="navigation horizon (100)")
+    p.add_argument("--envs", type=int, default=400, help="environments for the raw step figures")
+    p.add_argument("--steps", type=int, default=200, help="steps of the raw step figures")
+    p.add_argument("--cheetah-envs", type=int, default=8)
+    p.add_argument("--cheetah-steps", type=int, default=100)
+    p.add_argument("--iters", type=int, default=3, help="timed meta-iterations (after 1 warm-up)")
+    p.add_argument("--cherry-path", default=None,
+                   help="a folder with cherry-rl installed (pip install --target), put on the "
+                        "peers venv's PYTHONPATH for the learn2learn check")
+    p.add_argument("--peers-python", type=Path, default=PEERS_PY,
+                   help="the peers venv's interpreter (default benchmarks/.venv-peers)")
+    p.add_argument("--results", type=Path, default=RESULTS)
+    args = p.parse_args(argv)
+    gen = torch.Generator().manual_seed(0)
+    setting = {"tasks": args.tasks, "per_task": args.per_task, "horizon": args.horizon}
+
+    record("rl_nav2d_env_steps", env_steps(Navigation2D(num_envs=args.envs), args.steps, gen),
+           "steps/s", extra={"envs": args.envs}, results=args.results)
+    record("rl_nav2d_rollout_steps", rollout_steps(args, gen), "steps/s",
+           extra={**setting, "policy": "64-64 tanh"}, results=args.results)
+    try:
+        cheetah = ENVIRONMENTS["halfcheetah-vel"](num_envs=args.cheetah_envs)
+    except ImportError as err:
+        note("rl_halfcheetah_env_steps", f"gymnasium/mujoco missing: {err}", args.results)
+    else:
+        record("rl_halfcheetah_env_steps", env_steps(cheetah, args.cheetah_steps, gen), "steps/s",
+               extra={"envs": args.cheetah_envs, "vector": "gymnasium SyncVectorEnv"},
+               results=args.results)
+        cheetah.close()
+    factored = seconds_per_iteration(args, "factored")
+    third = seconds_per_iteration(args, "autograd")
+    record("rl_maml_trpo_nav2d_s_per_iter", factored, "s/iter", baseline="hvp=autograd (third order)",
+           baseline_value=third, higher_is_better=False,
+           extra={**setting, "iters": args.iters, "cg_iters": 10}, results=args.results)
+    blocker = learn2learn_blocker(args.cherry_path, args.peers_python)
+    if blocker:
+        note("rl_l2l_maml_trpo", blocker, args.results)
+    else:
+        note("rl_l2l_maml_trpo", "cherry and gym import in the peers venv, but timing "
+             "learn2learn's example is not implemented here yet", args.results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""Smoke test of benchmarks/rl_speed.py at tiny settings, into a temporary results file."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_rl_speed_benchmark_writes_every_figure(tmp_path):
+    results = tmp_path / "results.jsonl"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "rl_speed.py"), "--tasks", "2", "--per-task",
+         "2", "--horizon", "5", "--envs", "4", "--steps", "5", "--cheetah-envs", "1",
+         "--cheetah-steps", "3", "--iters", "1", "--results", str(results)],
+        capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    by_name = {r["name"]: r for r in rows}
+    assert set(by_name) == {"rl_nav2d_env_steps", "rl_nav2d_rollout_steps",
+                            "rl_halfcheetah_env_steps", "rl_maml_trpo_nav2d_s_per_iter",
+                            "rl_l2l_maml_trpo"}
+    for name in ("rl_nav2d_env_steps", "rl_nav2d_rollout_steps"):
+        assert by_name[name]["value"] > 0 and by_name[name]["unit"] == "steps/s"
+    cheetah = by_name["rl_halfcheetah_env_steps"]
+    assert cheetah.get("value", 0) > 0 or "mujoco" in cheetah["skipped"]
+    trpo = by_name["rl_maml_trpo_nav2d_s_per_iter"]
+    assert trpo["value"] > 0 and trpo["ratio"] > 0 and trpo["tasks"] == 2
+    assert "commit" in trpo and "machine" in trpo and "date" in trpo
+    assert by_name["rl_l2l_maml_trpo"]["skipped"]  # says what blocked or what is missing
+    stdout = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert [r["name"] for r in stdout] == [r["name"] for r in rows]
