@@ -210,6 +210,9 @@ class OraclePolicy(MultiTaskPolicy):
         (4, True)
     """
 
+    adapts = False
+    """Evaluation rolls the oracle out unchanged after each "adaptation step"."""
+
     @classmethod
     def for_env(cls, env: VectorTaskEnv, config: MAMLTRPOConfig | None = None,
                 **policy_kwargs) -> OraclePolicy:

@@ -19,6 +19,7 @@ import dataclasses
 import json
 import typing
 from dataclasses import dataclass, field
+from typing import Literal
 
 from metalearn.rl.maml_trpo import MAMLTRPOConfig
 from metalearn.train.config import ConfigError, coerce, parse_literal, suggest
@@ -104,6 +105,12 @@ class RLRunConfig:
 
     name: str = "rl-run"
     """Name of the run (the preset name by default)."""
+    method: Literal["maml", "multitask", "random", "oracle"] = "maml"
+    """What is trained (:mod:`metalearn.rl.baselines` for the others): ``maml`` (MAML-TRPO, or
+    PPO with ``algorithm.outer=ppo``), ``multitask`` (one policy trained on all training tasks
+    without an inner loop, fine-tuned at test with the same inner step), ``random`` (a random
+    initialisation fine-tuned likewise; its training steps change nothing) or ``oracle`` (the
+    task appended to the observation: no adaptation needed)."""
     env: EnvConfig = field(default_factory=EnvConfig)
     """Task distribution."""
     policy: PolicyConfig = field(default_factory=PolicyConfig)

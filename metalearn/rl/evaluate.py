@@ -113,7 +113,7 @@ def adaptation_returns(algo, roll, tasks: Sequence[Task], n_per_task: int,
             per_task[k] = [float(traj.task(i).returns().mean()) for i in range(len(tasks))]
             if keep_trajectories:
                 kept[k] = traj
-        if k < last:
+        if k < last and getattr(algo, "adapts", True):  # an oracle sees the task: nothing to adapt
             params = [detach(adapt_policy(algo.forward_fn, p, traj.task(i), algo.advantages(traj.task(i)),
                                           algo.rule(), 1, first_order=True))
                       for i, p in enumerate(params)]

@@ -32,6 +32,7 @@ import torch
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metalearn._rng import make_generator
+from metalearn.rl.baselines import MultiTaskPolicy, OraclePolicy, RandomInit
 from metalearn.rl.config import (
     RLRunConfig,
     apply_rl_overrides,
@@ -75,7 +76,7 @@ def build_env(cfg: RLRunConfig, num_envs: int) -> VectorTaskEnv:
             check_action_space(space)
         except TypeError as e:
             raise ConfigError(f"env.name={cfg.env.name}: {e}") from None
-    return env
+    return OraclePolicy.observe(env) if cfg.method == "oracle" else env
 
 
 class Roller:
@@ -131,7 +132,11 @@ def build_rl_algorithm(cfg: RLRunConfig, env: VectorTaskEnv) -> MAMLTRPO:
     torch.manual_seed(cfg.train.seed)
     policy = GaussianMLPPolicy(env.obs_dim, env.act_dim, hidden=tuple(cfg.policy.hidden),
                                init_std=cfg.policy.init_std)
-    return MAMLTRPO(policy, cfg.algorithm)
+    return METHODS[cfg.method](policy, cfg.algorithm)
+
+
+METHODS = {"maml": MAMLTRPO, "multitask": MultiTaskPolicy, "random": RandomInit, "oracle": OraclePolicy}
+"""``method`` -> the algorithm class (an oracle's environment appends the task, :func:`build_env`)."""
 
 
 def trpo_step_over_ranks(algo: MAMLTRPO, train: Trajectories, valid: Trajectories,
