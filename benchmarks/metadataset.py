@@ -56,13 +56,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 import time
 from pathlib import Path
 
 from _record import RESULTS, record
-from reproduce import cli, shown
+from reproduce import cli, shown, write_block
 from text_fewshot import child_cpu
 
 HERE = Path(__file__).resolve().parent
@@ -122,7 +121,7 @@ def method_sets(method: str, args) -> list[str]:
     sets = list(FINETUNE) if method == "finetune" else []
     if args.tree_as_omniglot:
         sets += tree_sets(args) + (["algorithm.n_classes=0"] if method in ("finetune", "baseline-pp", "tsa") else [])
-    return sets + ([f"train.steps={args.steps}"] if args.steps else [])
+    return sets + ([f"train.steps={args.steps}"] if args.steps else []) + args.set
 
 
 def train_and_eval(preset: str, sets: list[str], run: Path, args) -> dict:
@@ -254,7 +253,7 @@ def adapters(args) -> None:
 
 def multi_source(args) -> None:
     tree = tree_root(args)
-    steps = [f"train.steps={args.steps}"] if args.steps else []
+    steps = ([f"train.steps={args.steps}"] if args.steps else []) + args.set
     source = json.dumps([{"dataset": "folder-tree", "root": str(tree), "name": SYNTHETIC}])
     runs = {"omniglot": [], SYNTHETIC: tree_sets(args), f"omniglot+{SYNTHETIC}": [f"data.sources={source}"]}
     for trained_on, sets in runs.items():
@@ -397,16 +396,8 @@ def table(args) -> None:
     rows = latest(args.results)
     if not rows:
         raise SystemExit(f"no md/ figures in {args.results}: run omniglot, adapters, multi-source or speed first")
-    block = f"{START}\n{table_block(rows)}\n{END}"
-    path = args.results_md
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
-    else:  # before the generated latest-figures block
-        marker = "<!-- begin latest-figures -->"
-        text = text.replace(marker, block + "\n\n" + marker) if marker in text else text + "\n" + block + "\n"
-    path.write_text(text)
-    print(f"# wrote {path}", file=sys.stderr)
+    write_block(args.results_md, START, END, table_block(rows))
+    print(f"# wrote {args.results_md}", file=sys.stderr)
 
 
 def main() -> None:
@@ -416,6 +407,8 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("runs/metadataset"), help="folder of the training runs")
     p.add_argument("--data-root", default=None, help="the folder holding omniglot/ (default: $METALEARN_DATA)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of the presets (smoke tests)")
+    p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="a config override for every training (e.g. data.val_episodes=4 in smoke tests)")
     p.add_argument("--episodes", type=int, default=600, help="fixed test episodes (>= 600 for a reported figure)")
     p.add_argument("--modes", nargs="+", choices=ADAPTER_MODES, default=None, help="adapters: which (default all)")
     p.add_argument("--tree", type=Path, default=None, help="the synthetic tree's folder (default RUNS/synthetic-tree)")
