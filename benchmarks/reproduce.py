@@ -503,15 +503,21 @@ def table(results: Path, runs: Path | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_table(results: Path, runs: Path | None = None) -> None:
-    block = f"{START}\n{table(results, runs if runs is not None and runs.is_dir() else None)}\n{END}"
-    text = RESULTS_MD.read_text() if RESULTS_MD.exists() else "# Benchmark results\n"
-    if START in text:
-        text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+def write_block(path: Path, start: str, end: str, body: str) -> None:
+    """Put ``body`` between the ``start`` and ``end`` markers of the markdown file ``path``
+    (replacing what was there; new markers go before the latest-figures block)."""
+    block = f"{start}\n{body}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmark results\n"
+    if start in text:
+        text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:  # before the generated latest-figures block
         marker = "<!-- begin latest-figures -->"
         text = text.replace(marker, block + "\n\n" + marker) if marker in text else text + "\n" + block + "\n"
-    RESULTS_MD.write_text(text)
+    path.write_text(text)
+
+
+def write_table(results: Path, runs: Path | None = None) -> None:
+    write_block(RESULTS_MD, START, END, table(results, runs if runs is not None and runs.is_dir() else None))
     print(f"wrote {RESULTS_MD}")
 
 
