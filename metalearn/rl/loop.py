@@ -51,7 +51,7 @@ from metalearn.train.checkpoint import (
     save_checkpoint,
 )
 from metalearn.train.config import ConfigError
-from metalearn.train.distributed import Ranks, check_meta_batch, world_size
+from metalearn.train.distributed import Ranks, check_meta_batch, check_resume_world, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.loop import NonFiniteLossError
 from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
@@ -327,11 +327,7 @@ def _train(cfg: RLRunConfig, run_dir: Path, ranks: Ranks, start_time: float, res
         load_model_state(algo, s["model"])
         if opt is not None:
             opt.load_state_dict(s["optimizer"])
-        if len(s["generators"]) != ranks.world:
-            n = len(s["generators"])
-            raise ConfigError(f"this run was trained with {n} processes, not {ranks.world}: resume it with "
-                              "the same number (" + (f"torchrun --nproc-per-node {n} ..." if n > 1
-                                                     else "without torchrun") + ")")
+        check_resume_world(len(s["generators"]), ranks.world)
         for name, state in s["generators"][ranks.rank].items():
             gens[name].set_state(state)
         step, best, best_step = saved["step"], saved["extra"].get("best"), saved["extra"].get("best_step")

@@ -75,6 +75,19 @@ class DistributedError(ConfigError):
     """The distributed environment cannot work as given; the message names the fix."""
 
 
+def check_resume_world(saved: int, world: int) -> None:
+    """A run resumes with the number of processes it was trained with (each saved its own
+    sampler and generator states).
+
+    Raises:
+        ConfigError: another number, with the command that matches.
+    """
+    if saved != world:
+        how = f"torchrun --nproc-per-node {saved} ..." if saved > 1 else "without torchrun"
+        raise ConfigError(f"this run was trained with {saved} processes, not {world}: resume it with "
+                          f"the same number ({how})")
+
+
 def check_meta_batch(meta_batch: int, world: int) -> int:
     """Tasks per rank, ``meta_batch // world``, after checking that ranks get equal shares.
 

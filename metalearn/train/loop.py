@@ -60,7 +60,7 @@ from metalearn.train.data import (
     write_splits,
     write_tokenizer,
 )
-from metalearn.train.distributed import Ranks, check_meta_batch, world_size
+from metalearn.train.distributed import Ranks, check_meta_batch, check_resume_world, world_size
 from metalearn.train.distributed import setup as setup_distributed
 from metalearn.train.runlog import RunLogger, is_run_dir, plot_learning_curve
 
@@ -382,11 +382,7 @@ def _restore(saved: dict, algo, opt, sampler, state: TrainState, ranks: Ranks) -
     s = saved["state"]
     load_model_state(algo, s["model"])
     opt.load_state_dict(s["optimizer"])
-    if len(s["sampler"]) != ranks.world:
-        n = len(s["sampler"])
-        raise ConfigError(f"this run was trained with {n} processes, not {ranks.world}: resume it "
-                          "with the same number (" + (f"torchrun --nproc-per-node {n} ..." if n > 1
-                                                      else "without torchrun") + ")")
+    check_resume_world(len(s["sampler"]), ranks.world)
     sampler.load_state_dict(s["sampler"][ranks.rank])
     _set_rng_state(s["rng"][ranks.rank])
     state.load_state_dict({"step": saved["step"], **saved["extra"]})
