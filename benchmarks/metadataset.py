@@ -243,7 +243,10 @@ def adapters(args) -> None:
                 "all": "the whole network with a new linear head, SGD 0.01 (both), 75 steps, from the "
                        "pretrained weights per episode",
                 "tsa": "residual adapters + pre-classifier transform, 40 Adadelta steps, backbone frozen"}[mode]
-        accuracy_record(f"md/{label}/adapters/{mode}/accuracy", result.to_dict(), episodes.describe(), args,
+        # --tag names a second comparison (e.g. the first 100 of the same episodes, where the slow
+        # whole-network fine-tuning fits the CPU budget) beside the main one
+        group = "adapters" if args.tag is None else f"adapters-{args.tag}"
+        accuracy_record(f"md/{label}/{group}/{mode}/accuracy", result.to_dict(), episodes.describe(), args,
                         mode=mode, adaptation=what, backbone_run=str(run), checkpoint_step=step,
                         eval_cpu_s=round(cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime, 2),
                         eval_wall_s=round(time.perf_counter() - wall0, 2),
@@ -357,13 +360,14 @@ def table_block(rows: dict[str, dict]) -> str:
                              f"{_minutes(r.get('eval_cpu_s'))} | `{r['train_command']}`; `{r['eval_command']}` |")
             lines += ["", "Finetune is Meta-Dataset's as its best configs run it: a new linear head only, SGD "
                       "at 0.01 for 75 steps on each support set.", ""]
-        modes = [m for m in ADAPTER_MODES if f"md/{label}/adapters/{m}/accuracy" in rows]
-        if modes:
+        groups = sorted({n.split("/")[2] for n in rows if n.startswith(f"md/{label}/adapters")})
+        for group in groups:
+            modes = [m for m in ADAPTER_MODES if f"md/{label}/{group}/{m}/accuracy" in rows]
             lines += [f"One pretrained backbone ({label}, the Finetune run's best checkpoint), the same test "
-                      "episodes:", "", "| adaptation | accuracy | episodes | eval wall / CPU | what is learned |",
-                      "|---|---|---|---|---|"]
+                      f"episodes ({group}):", "", "| adaptation | accuracy | episodes | eval wall / CPU | "
+                      "what is learned |", "|---|---|---|---|---|"]
             for m in modes:
-                r = rows[f"md/{label}/adapters/{m}/accuracy"]
+                r = rows[f"md/{label}/{group}/{m}/accuracy"]
                 lines.append(f"| {m} | {_acc(r)} | {r['n_episodes']} | {_minutes(r['eval_wall_s'])} / "
                              f"{_minutes(r['eval_cpu_s'])} | {r['adaptation']} |")
                 commands[r["command"]] = None
@@ -411,6 +415,7 @@ def main() -> None:
                    help="a config override for every training (e.g. data.val_episodes=4 in smoke tests)")
     p.add_argument("--episodes", type=int, default=600, help="fixed test episodes (>= 600 for a reported figure)")
     p.add_argument("--modes", nargs="+", choices=ADAPTER_MODES, default=None, help="adapters: which (default all)")
+    p.add_argument("--tag", default=None, help="adapters: record the figures as md/DATA/adapters-TAG/... (a second comparison, e.g. on fewer episodes)")
     p.add_argument("--tree", type=Path, default=None, help="the synthetic tree's folder (default RUNS/synthetic-tree)")
     p.add_argument("--tree-as-omniglot", action="store_true",
                    help="omniglot/adapters/speed on the synthetic tree instead of Omniglot (smoke tests)")
