@@ -8,6 +8,7 @@ the table builds them lazily so that this module imports without either.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -126,7 +127,9 @@ class Navigation2D:
 
 def _halfcheetah(kind: str) -> Callable[..., VectorTaskEnv]:
     def build(num_envs: int = 1, horizon: int = 200, **kwargs) -> VectorTaskEnv:
-        from metalearn.rl import gym_envs  # needs gymnasium and mujoco: imported on use
+        # needs gymnasium and mujoco: imported on use (through sys.modules, so a missing extra is
+        # found even when the package already holds the submodule as an attribute)
+        gym_envs = importlib.import_module("metalearn.rl.gym_envs")
 
         env_cls = {"vel": gym_envs.HalfCheetahVelEnv, "dir": gym_envs.HalfCheetahDirEnv}[kind]
         return gym_envs.GymVectorTasks(env_cls, num_envs, horizon=horizon, **kwargs)
