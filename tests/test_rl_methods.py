@@ -39,3 +39,11 @@ def test_an_unknown_method_names_the_choices(tmp_path, capsys):
     assert main(["train", "--preset", "maml-trpo-navigation2d", "--out", str(tmp_path / "x"),
                  "--set", "method=reptile", *TINY]) == 2
     assert "maml" in capsys.readouterr().err
+
+
+def test_the_training_header_names_the_method(tmp_path, capsys):
+    loud = [a for a in TINY if a != "--quiet"]
+    assert main(["train", "--preset", "maml-trpo-navigation2d", "--out", str(tmp_path / "r"),
+                 "--set", "method=random", *loud]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert "a random initialisation (no training) on navigation2d" in header and "MAML" not in header

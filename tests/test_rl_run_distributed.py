@@ -27,8 +27,14 @@ from metalearn.train.checkpoint import load_checkpoint
 WORLD, ITERATIONS = 2, 2
 
 
-def config(outer: str) -> RLRunConfig:
-    return apply_rl_overrides(RLRunConfig(), [
+RUNS = {"trpo": ("trpo", "maml"), "ppo": ("ppo", "maml"), "multitask-trpo": ("trpo", "multitask")}
+"""Run name -> (outer step, method): the multi-task baseline's TRPO step goes through the same
+rank-averaged ``step(..., mean=)`` as MAML-TRPO's."""
+
+
+def config(run: str) -> RLRunConfig:
+    outer, method = RUNS[run]
+    return apply_rl_overrides(RLRunConfig(), [f"method={method}",
         "env.horizon=6", f"train.meta_iterations={ITERATIONS}", "train.meta_batch=4", "train.trajectories=3",
         "train.val_tasks=2", "policy.hidden=[8]", "train.tensorboard=false", f"algorithm.outer={outer}",
         "eval.test_tasks=2", "eval.trajectories=3",
@@ -42,8 +48,8 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    for outer in ("trpo", "ppo"):
-        train_rl(config(outer), Path(out) / outer, quiet=True)
+    for run in RUNS:
+        train_rl(config(run), Path(out) / run, quiet=True)
 
 
 def _free_port() -> int:
@@ -59,11 +65,12 @@ def job(tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("outer", ["trpo", "ppo"])
-def test_two_ranks_equal_one_process_on_the_union_of_their_tasks(job, outer):
-    saved = load_checkpoint(job / outer / "checkpoints")
+@pytest.mark.parametrize("run", list(RUNS))
+def test_two_ranks_equal_one_process_on_the_union_of_their_tasks(job, run):
+    saved = load_checkpoint(job / run / "checkpoints")
     assert saved["step"] == ITERATIONS and len(saved["state"]["generators"]) == WORLD
-    cfg = config(outer)
+    cfg = config(run)
+    outer = cfg.algorithm.outer
     torch.set_num_threads(1)
     algo = build_rl_algorithm(cfg, build_env(cfg, 1))
     start = {k: v.clone() for k, v in algo.state_dict().items()}

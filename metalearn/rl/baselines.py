@@ -16,7 +16,7 @@ Each is a :class:`~metalearn.rl.maml_trpo.MAMLTRPO` with the same interface (``f
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -154,14 +154,15 @@ class MultiTaskPolicy(MAMLTRPO):
         return tasks
 
     def step(self, train: Trajectories, valid: Trajectories,
-             optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
-        """One outer step on the pre-adaptation trajectories ``train`` (metrics as
+             optimizer: torch.optim.Optimizer | None = None,
+             mean: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """One outer step on the pre-adaptation trajectories ``train`` (arguments and metrics as
         :meth:`MAMLTRPO.step`)."""
         tasks = self._plain_tasks(train, valid)
         with self._without_inner_loop():
             if self.config.outer == "ppo":
                 return self._ppo_step(tasks, optimizer)
-            return self._trpo_step(tasks)
+            return self._trpo_step(tasks, mean)
 
 
 class RandomInit(MultiTaskPolicy):
@@ -182,11 +183,13 @@ class RandomInit(MultiTaskPolicy):
     """
 
     def step(self, train: Trajectories, valid: Trajectories,
-             optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
-        """No update: the metrics of a step that was not taken."""
+             optimizer: torch.optim.Optimizer | None = None,
+             mean: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
+        """No update: the metrics of a step that was not taken (``mean`` as :meth:`MAMLTRPO.step`)."""
         tasks = self._plain_tasks(train, valid)
         with self._without_inner_loop(), torch.no_grad():
             loss, _, _ = self._surrogates(tasks, None, first_order=True)
+            loss = loss if mean is None else mean(loss.reshape(1))[0]
         return {"loss_before": float(loss), "loss_after": float(loss), "kl_after": 0.0,
                 "grad_norm": 0.0, "step_fraction": 0.0, "ls_tries": 0}
 

@@ -13,7 +13,7 @@ rollout generators of every rank are in the checkpoint.
 Under torchrun each rank draws its own ``meta_batch / world`` tasks (its own seeded streams),
 rolls them out and adapts to them; the outer step then equals one process's on the union of
 the ranks' tasks: PPO averages the gradients before each optimizer step, and TRPO's step
-(:func:`trpo_step_over_ranks`) averages the surrogate's gradient, every Hessian-vector product
+(``MAMLTRPO.step(..., mean=Ranks.mean)``) averages the surrogate's gradient, every Hessian-vector product
 of the KL and the line search's surrogate and KL values, so the conjugate gradient and the line
 search run identically on every rank.
 """
@@ -29,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
 from metalearn._rng import make_generator
 from metalearn.rl.baselines import MultiTaskPolicy, OraclePolicy, RandomInit
@@ -40,7 +39,7 @@ from metalearn.rl.config import (
     rl_changes,
     validate_rl,
 )
-from metalearn.rl.maml_trpo import MAMLTRPO, conjugate_gradient, line_search
+from metalearn.rl.maml_trpo import MAMLTRPO
 from metalearn.rl.policies import GaussianMLPPolicy, check_action_space
 from metalearn.rl.rollout import rollout
 from metalearn.rl.types import Task, Trajectories, VectorTaskEnv
@@ -139,55 +138,6 @@ METHODS = {"maml": MAMLTRPO, "multitask": MultiTaskPolicy, "random": RandomInit,
 """``method`` -> the algorithm class (an oracle's environment appends the task, :func:`build_env`)."""
 
 
-def trpo_step_over_ranks(algo: MAMLTRPO, train: Trajectories, valid: Trajectories,
-                         ranks: Ranks) -> dict[str, float]:
-    """:meth:`MAMLTRPO.step`'s TRPO update when each rank holds an equal share of the tasks.
-
-    The mean surrogate and mean KL over all tasks are the means over ranks of each rank's
-    means (equal shares), so their gradient and every Hessian-vector product are averaged with
-    one all-reduce each, and so are the line search's values: every rank computes the same
-    direction and accepts the same step, that of one process on all the tasks.
-    """
-    cfg = algo.config
-    tasks = []
-    for k in range(train.n_tasks):
-        tr, va = train.task(k), valid.task(k)
-        tasks.append((tr, algo.advantages(tr), va, algo.advantages(va)))
-    params = [p for p in algo.parameters() if p.requires_grad]
-    loss, kl, old = algo._surrogates(tasks, None, cfg.first_order)
-    grad = ranks.mean(parameters_to_vector(torch.autograd.grad(loss, params, retain_graph=True)))
-    grad_kl = parameters_to_vector(torch.autograd.grad(kl, params, create_graph=True))
-
-    def hvp(v: torch.Tensor) -> torch.Tensor:
-        hv = parameters_to_vector(torch.autograd.grad(grad_kl @ v, params, retain_graph=True))
-        return ranks.mean(hv) + cfg.cg_damping * v
-
-    direction = conjugate_gradient(hvp, grad.detach(), cfg.cg_iters)
-    shs = 0.5 * (direction @ hvp(direction)).detach()
-    loss_before = float(ranks.mean(loss.detach().reshape(1)))
-    metrics = {"loss_before": loss_before, "grad_norm": float(grad.norm())}
-    start = parameters_to_vector(params).detach()
-    if not (torch.isfinite(shs) and shs > 0):
-        return {**metrics, "loss_after": loss_before, "kl_after": 0.0, "step_fraction": 0.0, "ls_tries": 0}
-    full_step = direction / torch.sqrt(shs / cfg.max_kl)
-    found: dict[str, float] = {}
-
-    def evaluate(fraction: float) -> tuple[float, float]:
-        with torch.no_grad():
-            vector_to_parameters(start - fraction * full_step, params)
-            new_loss, new_kl, _ = algo._surrogates(tasks, old, first_order=True)
-        both = ranks.mean(torch.stack([new_loss, new_kl]))
-        found.update(loss_after=float(both[0]), kl_after=float(both[1]))
-        return float(both[0]) - loss_before, float(both[1])
-
-    fraction, tries = line_search(evaluate, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
-    if fraction is None:
-        with torch.no_grad():
-            vector_to_parameters(start, params)
-        found = {"loss_after": loss_before, "kl_after": 0.0}
-    return {**metrics, **found, "step_fraction": fraction or 0.0, "ls_tries": tries}
-
-
 class _AveragingOptimizer:
     """An optimizer whose ``step`` first averages the gradients over the ranks (PPO outer step)."""
 
@@ -208,7 +158,7 @@ def outer_step(algo: MAMLTRPO, train: Trajectories, valid: Trajectories, ranks: 
     if ranks.world == 1:
         return algo.step(train, valid, optimizer=opt)
     if algo.config.outer == "trpo":
-        return trpo_step_over_ranks(algo, train, valid, ranks)
+        return algo.step(train, valid, mean=ranks.mean)
     params = [p for p in algo.parameters() if p.requires_grad]
     metrics = algo.step(train, valid, optimizer=_AveragingOptimizer(opt, params, ranks))
     means = ranks.mean(torch.tensor(list(metrics.values()), dtype=torch.float64))
@@ -460,7 +410,11 @@ def train_command(args, presets: dict) -> int:
     out = Path(args.out or Path("runs") / cfg.name)
     rank0 = os.environ.get("RANK", "0") == "0"
     if not args.quiet and rank0:
-        print(f"training {cfg.name}: MAML-{cfg.algorithm.outer.upper()} on {cfg.env.name} "
+        outer = cfg.algorithm.outer.upper()
+        what = {"maml": f"MAML-{outer}", "multitask": f"a multi-task policy ({outer})",
+                "random": "a random initialisation (no training)",
+                "oracle": f"an oracle policy that sees the task ({outer})"}[cfg.method]
+        print(f"training {cfg.name}: {what} on {cfg.env.name} "
               f"(horizon {cfg.env.horizon}), {cfg.train.meta_iterations} meta-iterations of "
               f"{cfg.train.meta_batch} tasks x {cfg.train.trajectories} trajectories -> {out}", flush=True)
     if args.overwrite and not args.resume and rank0 and is_run_dir(out):
@@ -481,5 +435,4 @@ def train_command(args, presets: dict) -> int:
 
 __all__ = ["RLTrainResult", "Roller", "build_env", "build_rl_algorithm", "cat_trajectories",
            "is_rl_run", "load_rl_run", "outer_step", "train_command", "train_generators", "train_rl",
-           "trpo_step_over_ranks",
            "write_plots"]

@@ -239,13 +239,19 @@ class MAMLTRPO(nn.Module):
         return torch.stack(losses).mean(), torch.stack(kls).mean(), pis
 
     def step(self, train: Trajectories, valid: Trajectories,
-             optimizer: torch.optim.Optimizer | None = None) -> dict[str, float]:
+             optimizer: torch.optim.Optimizer | None = None,
+             mean: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
         """One outer update from a meta-batch (``train`` and ``valid`` of the same tasks).
 
         Args:
             train: Pre-adaptation trajectories, rolled out with the meta-parameters.
             valid: Post-adaptation trajectories, rolled out with :meth:`adapt`'s parameters.
             optimizer: The meta-optimizer of ``outer="ppo"`` (unused by TRPO).
+            mean: TRPO only: the mean over the processes that each hold an equal share of the
+                meta-batch (``Ranks.mean`` under torchrun; the identity when ``None``). The
+                surrogate's gradient, every Hessian-vector product of the KL and the line
+                search's surrogate and KL values go through it, so every process computes the
+                same direction and accepts the same step: that of one process on all the tasks.
 
         Returns:
             Metrics: ``loss_before``, ``loss_after``, ``kl_after`` and, for TRPO,
@@ -260,22 +266,24 @@ class MAMLTRPO(nn.Module):
             tasks.append((tr, self.advantages(tr), va, self.advantages(va)))
         if self.config.outer == "ppo":
             return self._ppo_step(tasks, optimizer)
-        return self._trpo_step(tasks)
+        return self._trpo_step(tasks, mean)
 
-    def _trpo_step(self, tasks) -> dict[str, float]:
+    def _trpo_step(self, tasks, mean: Callable[[Tensor], Tensor] | None = None) -> dict[str, float]:
         cfg = self.config
+        mean = mean or (lambda t: t)
         params = [p for p in self.parameters() if p.requires_grad]
         adapted: list[Params] = []
         loss, kl, old = self._surrogates(tasks, None, cfg.first_order, adapted=adapted)
-        grad = parameters_to_vector(torch.autograd.grad(loss, params, retain_graph=True))
+        grad = mean(parameters_to_vector(torch.autograd.grad(loss, params, retain_graph=True)))
         kl_hvp = self.kl_hvp(kl, params, adapted)
 
         def hvp(v: Tensor) -> Tensor:
-            return kl_hvp(v) + cfg.cg_damping * v
+            return mean(kl_hvp(v)) + cfg.cg_damping * v
 
         direction = conjugate_gradient(hvp, grad.detach(), cfg.cg_iters)
         shs = 0.5 * (direction @ hvp(direction)).detach()
-        metrics = {"loss_before": float(loss.detach()), "grad_norm": float(grad.detach().norm())}
+        metrics = {"loss_before": float(mean(loss.detach().reshape(1))),
+                   "grad_norm": float(grad.detach().norm())}
         start = parameters_to_vector(params).detach()
         if not (torch.isfinite(shs) and shs > 0):
             metrics.update(loss_after=metrics["loss_before"], kl_after=0.0, step_fraction=0.0,
@@ -289,8 +297,9 @@ class MAMLTRPO(nn.Module):
                 vector_to_parameters(start - fraction * full_step, params)
             with torch.no_grad():
                 new_loss, new_kl, _ = self._surrogates(tasks, old, first_order=True)
-            found.update(loss_after=float(new_loss), kl_after=float(new_kl))
-            return float(new_loss) - metrics["loss_before"], float(new_kl)
+                both = mean(torch.stack([new_loss, new_kl]))
+            found.update(loss_after=float(both[0]), kl_after=float(both[1]))
+            return float(both[0]) - metrics["loss_before"], float(both[1])
 
         fraction, tries = line_search(evaluate, cfg.max_kl, cfg.ls_max_steps, cfg.ls_backtrack_ratio)
         if fraction is None:
