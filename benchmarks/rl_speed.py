@@ -13,8 +13,15 @@ benchmarks/results.jsonl):
   inner step, TRPO with 10 CG iterations and the line search) at the paper's settings (20 tasks,
   20 trajectories, horizon 100), median of ``--iters`` after one warm-up, with the factored
   Hessian-vector products, and against the third-order ones (``hvp="autograd"``) as the ratio;
-- ``rl_l2l_maml_trpo``: whether learn2learn's ``examples/rl/maml_trpo.py`` (cherry + gym) runs
-  in the peers virtualenv; when it cannot, what blocked it is printed and recorded.
+- ``rl_maml_trpo_nav2d_vs_l2l``: seconds per meta-iteration of learn2learn's own
+  ``examples/rl/maml_trpo.py`` (its ``main``, unchanged, on its 2-D navigation task
+  ``Particles2D-v1``, run by ``benchmarks/peers/l2l_maml_trpo.py`` in the peers venv) against
+  metalearn's MAML-TRPO at the same settings (20 tasks x 20 trajectories, horizon 100, one inner
+  step at 0.1, TRPO with 10 CG iterations, max KL 0.01, a 100-100 policy as the example's), both
+  with one torch thread, in the same run; ``ratio`` = theirs / ours. It needs
+  ``benchmarks/peers/setup_rl.sh`` (cherry-rl and gym 0.22 beside the peers venv, and the
+  example from learn2learn's sdist); without them, what blocked it is printed and recorded as
+  ``rl_l2l_maml_trpo``.
 
 Usage: OMP_NUM_THREADS=1 python benchmarks/rl_speed.py [--iters 3] [--results PATH]
 """
@@ -42,6 +49,10 @@ from metalearn.rl.policies import GaussianMLPPolicy  # noqa: E402
 from metalearn.rl.rollout import rollout  # noqa: E402
 
 PEERS_PY = HERE / ".venv-peers" / "bin" / "python"
+PEERS_RL_SITE = HERE / ".venv-peers" / "rl-site"
+"""cherry-rl and gym 0.22, installed by benchmarks/peers/setup_rl.sh."""
+L2L_EXAMPLES = HERE / ".venv-peers" / "l2l-examples" / "rl"
+"""learn2learn 0.2.0's examples/rl, from its sdist (benchmarks/peers/setup_rl.sh)."""
 
 
 def note(name: str, reason: str, results: Path) -> None:
@@ -76,9 +87,9 @@ def rollout_steps(args, generator: torch.Generator) -> float:
     return float(traj.mask.sum()) / (time.perf_counter() - start)
 
 
-def seconds_per_iteration(args, hvp: str) -> float:
+def seconds_per_iteration(args, hvp: str, hidden: tuple[int, ...] = (64, 64)) -> float:
     torch.manual_seed(0)
-    algo = MAMLTRPO(GaussianMLPPolicy(2, 2), MAMLTRPOConfig(hvp=hvp))
+    algo = MAMLTRPO(GaussianMLPPolicy(2, 2, hidden=hidden), MAMLTRPOConfig(hvp=hvp))
     env = Navigation2D(num_envs=args.tasks * args.per_task, horizon=args.horizon)
     gen = torch.Generator().manual_seed(0)
     times = []
@@ -94,32 +105,52 @@ def seconds_per_iteration(args, hvp: str) -> float:
 L2L_PROBE = """
 import sys
 sys.path.insert(0, {peers!r})
+sys.path.insert(0, {examples!r})
 from shim import import_learn2learn
 import_learn2learn()
 import gym
 import cherry
 import learn2learn.gym
+import maml_trpo
 """
 
 
-def learn2learn_blocker(cherry_path: str | None, peers_py: Path = PEERS_PY) -> str | None:
-    """None when cherry, gym and learn2learn.gym import in the peers venv, else the reason."""
+def _peers_env(cherry_path: str | None) -> dict:
+    import os
+
+    return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
+                **({"PYTHONPATH": cherry_path} if cherry_path else {}))
+
+
+def learn2learn_blocker(cherry_path: str | None, peers_py: Path = PEERS_PY,
+                        examples: Path = L2L_EXAMPLES) -> str | None:
+    """None when cherry, gym, learn2learn.gym and the example import in the peers venv, else
+    the reason."""
     if not peers_py.exists():
         return f"no peers virtualenv at {peers_py} (build it: benchmarks/peers/setup.sh)"
-    env = None
-    if cherry_path:
-        import os
-
-        env = dict(os.environ, PYTHONPATH=cherry_path)
-    probe = L2L_PROBE.format(peers=str(HERE / "peers"))
-    done = subprocess.run([str(peers_py), "-c", probe], capture_output=True, text=True, env=env,
-                          timeout=300)
+    if not (examples / "maml_trpo.py").exists():
+        return (f"no learn2learn examples/rl at {examples} (benchmarks/peers/setup_rl.sh puts it there, "
+                "from learn2learn's sdist)")
+    probe = L2L_PROBE.format(peers=str(HERE / "peers"), examples=str(examples))
+    done = subprocess.run([str(peers_py), "-c", probe], capture_output=True, text=True,
+                          env=_peers_env(cherry_path), cwd=examples, timeout=300)
     if done.returncode == 0:
         return None
     last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1]
     where = f" (cherry from {cherry_path})" if cherry_path else ""
     return (f"learn2learn's examples/rl/maml_trpo.py needs cherry and gym; importing them in "
-            f"the peers venv{where} failed: {last}")
+            f"the peers venv{where} failed: {last} (benchmarks/peers/setup_rl.sh installs working versions)")
+
+
+def learn2learn_seconds_per_iteration(args) -> dict:
+    """learn2learn's example timed by benchmarks/peers/l2l_maml_trpo.py (its JSON object)."""
+    argv = [str(args.peers_python), str(HERE / "peers" / "l2l_maml_trpo.py"), "--examples", str(args.l2l_examples),
+            "--iters", str(args.iters), "--meta-bsz", str(args.tasks), "--adapt-bsz", str(args.per_task)]
+    done = subprocess.run(argv, capture_output=True, text=True, env=_peers_env(args.cherry_path),
+                          cwd=args.l2l_examples, timeout=3600)
+    if done.returncode != 0:
+        raise RuntimeError(f"learn2learn's example failed: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> None:
@@ -132,9 +163,11 @@ def main(argv=None) -> None:
     p.add_argument("--cheetah-envs", type=int, default=8)
     p.add_argument("--cheetah-steps", type=int, default=100)
     p.add_argument("--iters", type=int, default=3, help="timed meta-iterations (after 1 warm-up)")
-    p.add_argument("--cherry-path", default=None,
-                   help="a folder with cherry-rl installed (pip install --target), put on the "
-                        "peers venv's PYTHONPATH for the learn2learn check")
+    p.add_argument("--cherry-path", default=str(PEERS_RL_SITE) if PEERS_RL_SITE.is_dir() else None,
+                   help="a folder with cherry-rl and gym installed (pip install --target), put on the "
+                        "peers venv's PYTHONPATH (default: benchmarks/.venv-peers/rl-site when there)")
+    p.add_argument("--l2l-examples", type=Path, default=L2L_EXAMPLES,
+                   help="learn2learn's examples/rl folder (default: from benchmarks/peers/setup_rl.sh)")
     p.add_argument("--peers-python", type=Path, default=PEERS_PY,
                    help="the peers venv's interpreter (default benchmarks/.venv-peers)")
     p.add_argument("--results", type=Path, default=RESULTS)
@@ -160,12 +193,19 @@ def main(argv=None) -> None:
     record("rl_maml_trpo_nav2d_s_per_iter", factored, "s/iter", baseline="hvp=autograd (third order)",
            baseline_value=third, higher_is_better=False,
            extra={**setting, "iters": args.iters, "cg_iters": 10}, results=args.results)
-    blocker = learn2learn_blocker(args.cherry_path, args.peers_python)
+    blocker = learn2learn_blocker(args.cherry_path, args.peers_python, args.l2l_examples)
     if blocker:
         note("rl_l2l_maml_trpo", blocker, args.results)
-    else:
-        note("rl_l2l_maml_trpo", "cherry and gym import in the peers venv, but timing "
-             "learn2learn's example is not implemented here yet", args.results)
+        return
+    theirs = learn2learn_seconds_per_iteration(args)
+    same = argparse.Namespace(**{**vars(args), "horizon": theirs["horizon"]})  # Particles2D-v1's 100 steps
+    ours = seconds_per_iteration(same, "factored", hidden=(100, 100))
+    record("rl_maml_trpo_nav2d_vs_l2l", ours, "s/iter", baseline="learn2learn examples/rl/maml_trpo.py",
+           baseline_value=theirs["s_per_iter"], higher_is_better=False,
+           extra={**setting, "horizon": theirs["horizon"], "iters": args.iters, "policy": "100-100 (theirs ReLU, ours tanh)",
+                  "l2l_env": theirs["env"], "l2l_intervals_s": [round(x, 3) for x in theirs["intervals"]],
+                  "l2l_stack": "learn2learn 0.2.0, cherry-rl 0.2.0, gym 0.22.0 (benchmarks/peers/setup_rl.sh)",
+                  "threads": 1}, results=args.results)
 
 
 if __name__ == "__main__":
