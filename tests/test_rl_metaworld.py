@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from test_rl_run import _cli
 from torch.distributions import Normal
 
 from metalearn.algorithms.functional import make_forward
@@ -161,14 +160,6 @@ def test_success_is_recorded_for_a_policy_that_reaches_the_goal():
     oracle_env.reset_task(tasks)
     obs = oracle_env.reset(torch.Generator().manual_seed(0))
     assert oracle_env.obs_dim == 42 and torch.equal(obs[:, 39:], torch.stack(goals))
-
-
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "METALEARN_NO_TUNE": "1", "OMP_NUM_THREADS": "1"}
-    root = Path(__file__).resolve().parents[1]
-    env["PYTHONPATH"] = str(root) + os.pathsep + env.get("PYTHONPATH", "")
-    return subprocess.run([sys.executable, "-m", "metalearn.cli", *argv], capture_output=True,
-                          text=True, cwd=cwd, env=env, timeout=300)
 
 
 def test_train_then_eval_ml1_reach_through_the_command_line(tmp_path):
