@@ -9,6 +9,9 @@ benchmarks/results.jsonl):
   meta-iteration pays), ``--tasks`` x ``--per-task`` environments, horizon ``--horizon``;
 - ``rl_halfcheetah_env_steps``: steps/s of MuJoCo HalfCheetah-vel in gymnasium's synchronous
   vector env (skipped, with the reason printed, when gymnasium/mujoco are missing);
+- ``rl_ml1_reach_env_steps_x{N}``: steps/s of Meta-World ML1 reach-v3
+  (:class:`~metalearn.rl.metaworld_envs.MetaWorldML1`, a list of ``N`` environments stepped in
+  turn) for each ``N`` of ``--ml1-envs`` (skipped, with the reason, when metaworld is missing);
 - ``rl_maml_trpo_nav2d_s_per_iter``: seconds per MAML-TRPO meta-iteration (two rollouts, the
   inner step, TRPO with 10 CG iterations and the line search) at the paper's settings (20 tasks,
   20 trajectories, horizon 100), median of ``--iters`` after one warm-up, with the factored
@@ -43,7 +46,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 from _record import RESULTS, commit, machine, record  # noqa: E402
 
-from metalearn.rl.envs import ENVIRONMENTS, Navigation2D  # noqa: E402
+from metalearn.rl.envs import ENVIRONMENTS, Navigation2D, env_builder  # noqa: E402
 from metalearn.rl.maml_trpo import MAMLTRPO, MAMLTRPOConfig, meta_iteration  # noqa: E402
 from metalearn.rl.policies import GaussianMLPPolicy  # noqa: E402
 from metalearn.rl.rollout import rollout  # noqa: E402
@@ -162,6 +165,9 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=200, help="steps of the raw step figures")
     p.add_argument("--cheetah-envs", type=int, default=8)
     p.add_argument("--cheetah-steps", type=int, default=100)
+    p.add_argument("--ml1-envs", type=int, nargs="+", default=[1, 20],
+                   help="Meta-World environment counts to time (one figure each)")
+    p.add_argument("--ml1-steps", type=int, default=100, help="steps of the Meta-World figures")
     p.add_argument("--iters", type=int, default=3, help="timed meta-iterations (after 1 warm-up)")
     p.add_argument("--cherry-path", default=str(PEERS_RL_SITE) if PEERS_RL_SITE.is_dir() else None,
                    help="a folder with cherry-rl and gym installed (pip install --target), put on the "
@@ -188,6 +194,15 @@ def main(argv=None) -> None:
                extra={"envs": args.cheetah_envs, "vector": "gymnasium SyncVectorEnv"},
                results=args.results)
         cheetah.close()
+    for n in args.ml1_envs:
+        try:
+            ml1 = env_builder("ml1-reach-v3")(num_envs=n)
+        except ImportError as err:
+            note(f"rl_ml1_reach_env_steps_x{n}", f"metaworld missing: {err}", args.results)
+            continue
+        record(f"rl_ml1_reach_env_steps_x{n}", env_steps(ml1, args.ml1_steps, gen), "steps/s",
+               extra={"envs": n, "vector": "list stepped in turn"}, results=args.results)
+        ml1.close()
     factored = seconds_per_iteration(args, "factored")
     third = seconds_per_iteration(args, "autograd")
     record("rl_maml_trpo_nav2d_s_per_iter", factored, "s/iter", baseline="hvp=autograd (third order)",

@@ -15,7 +15,8 @@ def _run(tmp_path, *extra: str) -> tuple[dict, subprocess.CompletedProcess, list
     done = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "rl_speed.py"), "--tasks", "2", "--per-task",
          "2", "--horizon", "5", "--envs", "4", "--steps", "5", "--cheetah-envs", "1",
-         "--cheetah-steps", "3", "--iters", "1", "--results", str(results), *extra],
+         "--cheetah-steps", "3", "--ml1-envs", "1", "2", "--ml1-steps", "3", "--iters", "1",
+         "--results", str(results), *extra],
         capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in results.read_text().splitlines()]
@@ -26,11 +27,15 @@ def test_rl_speed_benchmark_writes_every_figure(tmp_path):
     by_name, done, rows = _run(tmp_path)
     peer = {"rl_l2l_maml_trpo"} if "rl_l2l_maml_trpo" in by_name else {"rl_maml_trpo_nav2d_vs_l2l"}
     assert set(by_name) == {"rl_nav2d_env_steps", "rl_nav2d_rollout_steps",
-                            "rl_halfcheetah_env_steps", "rl_maml_trpo_nav2d_s_per_iter"} | peer
+                            "rl_halfcheetah_env_steps", "rl_ml1_reach_env_steps_x1",
+                            "rl_ml1_reach_env_steps_x2", "rl_maml_trpo_nav2d_s_per_iter"} | peer
     for name in ("rl_nav2d_env_steps", "rl_nav2d_rollout_steps"):
         assert by_name[name]["value"] > 0 and by_name[name]["unit"] == "steps/s"
     cheetah = by_name["rl_halfcheetah_env_steps"]
     assert cheetah.get("value", 0) > 0 or "mujoco" in cheetah["skipped"]
+    for n in (1, 2):
+        ml1 = by_name[f"rl_ml1_reach_env_steps_x{n}"]
+        assert (ml1.get("value", 0) > 0 and ml1["envs"] == n) or "metaworld" in ml1["skipped"]
     trpo = by_name["rl_maml_trpo_nav2d_s_per_iter"]
     assert trpo["value"] > 0 and trpo["ratio"] > 0 and trpo["tasks"] == 2
     assert "commit" in trpo and "machine" in trpo and "date" in trpo

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from metalearn.rl.config import EnvConfig, RLRunConfig, RLTrainConfig
+from metalearn.rl.config import EnvConfig, RLEvalConfig, RLRunConfig, RLTrainConfig
 from metalearn.rl.maml_trpo import MAMLTRPOConfig
 
 _PAPER = "Finn, Abbeel & Levine 2017, section 5.3: "
@@ -70,12 +70,31 @@ def maml_trpo_halfcheetah_dir() -> RLRunConfig:
     return _halfcheetah("dir")
 
 
+def maml_trpo_ml1_reach() -> RLRunConfig:
+    """MAML-TRPO on Meta-World ML1 reach-v3 (horizon 150, meta-batch 20 x 10; needs metalearn[metaworld])."""
+    return RLRunConfig(
+        name="maml-trpo-ml1-reach", env=EnvConfig("ml1-reach-v3", horizon=150, num_envs=10),
+        algorithm=MAMLTRPOConfig(inner_lr=0.1, max_kl=0.01),
+        train=RLTrainConfig(meta_iterations=300, meta_batch=20, trajectories=10, eval_every=25,
+                            checkpoint_every=10),
+        eval=RLEvalConfig(test_tasks=40, trajectories=10),
+        notes="Meta-World ML1 (Yu et al. 2019) reach-v3: training and validation goals from the 50 "
+              "ml1.train_tasks, the 40 test tasks of metalearn eval from the 50 held-out "
+              "ml1.test_tasks (goal lists fixed by ML1(seed=0)). The MAML-RL recipe of Finn et al. "
+              "2017 (64-64 tanh policy, one inner policy-gradient step at 0.1, TRPO max KL 0.01, "
+              "linear baseline, gamma 0.99, GAE lambda 1). Our CPU choices: horizon 150 (Meta-World's "
+              "max_path_length is 500), 20 tasks x 10 trajectories per meta-iteration, 300 "
+              "meta-iterations, 10 environments stepped at a time (one task per group; each "
+              "Meta-World environment is a MuJoCo model). Needs pip install 'metalearn[metaworld]'.")
+
+
 RL_PRESETS: dict[str, Callable[[], RLRunConfig]] = {
     "maml-trpo-navigation2d": maml_trpo_navigation2d,
     "fomaml-trpo-navigation2d": fomaml_trpo_navigation2d,
     "maml-ppo-navigation2d": maml_ppo_navigation2d,
     "maml-trpo-halfcheetah-vel": maml_trpo_halfcheetah_vel,
     "maml-trpo-halfcheetah-dir": maml_trpo_halfcheetah_dir,
+    "maml-trpo-ml1-reach": maml_trpo_ml1_reach,
 }
 """Name table of the meta-RL presets (``metalearn list presets`` shows them with the others)."""
 

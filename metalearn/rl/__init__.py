@@ -17,7 +17,8 @@ with an update rule of :mod:`metalearn.optim` (``sgd``, ``meta_sgd``).
 
 Modules: :mod:`~metalearn.rl.envs` (Navigation2D, the ``ENVIRONMENTS`` table),
 :mod:`~metalearn.rl.gym_envs` (gymnasium/MuJoCo HalfCheetahVel/Dir; ``pip install
-'metalearn[rl]'``), :mod:`~metalearn.rl.policies`, :mod:`~metalearn.rl.rollout`,
+'metalearn[rl]'``), :mod:`~metalearn.rl.metaworld_envs` (Meta-World ML1, ``env.name=ml1-<task>``;
+``pip install 'metalearn[metaworld]'``), :mod:`~metalearn.rl.policies`, :mod:`~metalearn.rl.rollout`,
 :mod:`~metalearn.rl.returns` (baseline, GAE), :mod:`~metalearn.rl.policy_gradient` (the inner
 step), :mod:`~metalearn.rl.maml_trpo` (TRPO/PPO outer steps, :func:`meta_iteration`).
 
@@ -45,7 +46,8 @@ from metalearn._lazy import lazy_exports
 
 __getattr__, __dir__, __all__ = lazy_exports(__name__, {
     "metalearn.rl.types": ("MetaRLAlgorithm", "Task", "Trajectories", "VectorTaskEnv"),
-    "metalearn.rl.envs": ("ENVIRONMENTS", "Navigation2D", "check_horizon"),
+    "metalearn.rl.envs": ("ENVIRONMENTS", "ENV_FAMILIES", "Navigation2D", "check_horizon", "env_builder"),
+    "metalearn.rl.metaworld_envs": ("ML1_SEED", "MetaWorldML1", "ml1_benchmark"),
     "metalearn.rl.gym_envs": ("GymVectorTasks", "HalfCheetahDirEnv", "HalfCheetahVelEnv",
                               "Navigation2DEnv"),
     "metalearn.rl.policies": ("GaussianMLPPolicy", "check_action_space"),

@@ -52,8 +52,9 @@ def task_vector(task: Task) -> Tensor:
 class TaskObservation:
     """A :class:`~metalearn.rl.types.VectorTaskEnv` whose observations end with the task.
 
-    Every observation of environment ``i`` becomes ``(obs_i, task_vector(task_i))``; the rest
-    (rewards, dones, tasks) is the wrapped environment's.
+    Every observation of environment ``i`` becomes ``(obs_i, task_vector(task_i))`` (the
+    environment's own ``task_vector`` when it has one, e.g. a Meta-World goal position); the rest
+    (rewards, dones, tasks, held-out test tasks, success) is the wrapped environment's.
 
     Args:
         env: The environment to wrap.
@@ -69,8 +70,9 @@ class TaskObservation:
     def __init__(self, env: VectorTaskEnv):
         self.env = env
         self.num_envs, self.act_dim, self.horizon = env.num_envs, env.act_dim, env.horizon
+        self.vector = getattr(env, "task_vector", task_vector)
         probe = env.sample_tasks(1, torch.Generator().manual_seed(0))[0]
-        self.task_dim = int(task_vector(probe).numel())
+        self.task_dim = int(self.vector(probe).numel())
         self.obs_dim = env.obs_dim + self.task_dim
         self._tasks = torch.zeros(self.num_envs, self.task_dim)
 
@@ -84,7 +86,7 @@ class TaskObservation:
 
         tasks = tasks_per_env(task, self.num_envs)
         self.env.reset_task(tasks)
-        self._tasks = torch.stack([task_vector(t) for t in tasks])
+        self._tasks = torch.stack([self.vector(t) for t in tasks])
 
     def _with_task(self, obs: Tensor) -> Tensor:
         return torch.cat([obs, self._tasks.to(obs.dtype)], dim=-1)
@@ -97,6 +99,13 @@ class TaskObservation:
         """Step the wrapped environment; the observations get the tasks appended."""
         obs, rewards, done = self.env.step(actions)
         return self._with_task(obs), rewards, done
+
+    def __getattr__(self, name: str):
+        # what the wrapper does not define (success, close, ...) is the wrapped environment's;
+        # "env" itself is looked up here only before __init__ set it
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
 
 
 class MultiTaskPolicy(MAMLTRPO):

@@ -30,9 +30,11 @@ class EnvConfig:
     """The task distribution."""
 
     name: str = "navigation2d"
-    """A name of ``metalearn.rl.envs.ENVIRONMENTS``: navigation2d, halfcheetah-vel, halfcheetah-dir."""
+    """A name of ``metalearn.rl.envs.ENVIRONMENTS`` (navigation2d, halfcheetah-vel, halfcheetah-dir)
+    or ``ml1-<task>``, Meta-World ML1 on a v3 task (ml1-reach-v3, ml1-push-v3, ...)."""
     horizon: int = 100
-    """Steps per trajectory (the paper: 100 for 2-D navigation, 200 for HalfCheetah)."""
+    """Steps per trajectory (the paper: 100 for 2-D navigation, 200 for HalfCheetah; ours for
+    Meta-World ML1: 150, at most its max_path_length 500)."""
     num_envs: int = 0
     """Environments stepped together; 0: every trajectory of a rank's meta-batch at once. Smaller
     values roll the tasks out in groups (less memory for MuJoCo); a multiple of the
@@ -213,11 +215,15 @@ def validate_rl(cfg: RLRunConfig) -> None:
         ...
         metalearn.errors.ConfigError: env.horizon must be at least 1, got 0 (the MAML paper uses 100 for 2-D navigation, 200 for HalfCheetah)
     """
-    from metalearn.rl.envs import ENVIRONMENTS
+    from metalearn.rl.envs import ENV_FAMILIES, ENVIRONMENTS, env_builder
 
-    if cfg.env.name not in ENVIRONMENTS:
+    try:
+        env_builder(cfg.env.name)
+    except KeyError:
+        known = [*ENVIRONMENTS, *(f"{prefix}<task>" for prefix in ENV_FAMILIES)]
         raise ConfigError(f"env.name={cfg.env.name!r} is no environment.{suggest(cfg.env.name, ENVIRONMENTS)} "
-                          f"Known: {', '.join(ENVIRONMENTS)}.")
+                          f"Known: {', '.join(known)} (ml1-<task>: a Meta-World v3 task, e.g. "
+                          "ml1-reach-v3).") from None
     _positive(cfg.env.horizon, "env.horizon",
               " (the MAML paper uses 100 for 2-D navigation, 200 for HalfCheetah)")
     t, e = cfg.train, cfg.eval

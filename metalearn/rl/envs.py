@@ -2,12 +2,15 @@
 
 :class:`Navigation2D` (Finn et al. 2017, after pytorch-maml-rl ``envs/navigation.py``) is pure
 torch: all environments and tasks move in one batched step. The MuJoCo HalfCheetah tasks need
-gymnasium and mujoco (``pip install 'metalearn[rl]'``) and live in :mod:`metalearn.rl.gym_envs`;
-the table builds them lazily so that this module imports without either.
+gymnasium and mujoco (``pip install 'metalearn[rl]'``) and live in :mod:`metalearn.rl.gym_envs`,
+Meta-World ML1 (``ml1-<task>``, ``pip install 'metalearn[metaworld]'``) in
+:mod:`metalearn.rl.metaworld_envs`; the tables build them lazily so that this module imports
+without any of them.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
 from collections.abc import Callable, Sequence
 
@@ -138,6 +141,12 @@ def _halfcheetah(kind: str) -> Callable[..., VectorTaskEnv]:
     return build
 
 
+def _metaworld_ml1(task: str, num_envs: int = 1, horizon: int = 150, **kwargs) -> VectorTaskEnv:
+    """Meta-World ML1 task ``task`` (e.g. ``reach-v3``), ``num_envs`` environments."""
+    metaworld_envs = importlib.import_module("metalearn.rl.metaworld_envs")
+    return metaworld_envs.MetaWorldML1(task, num_envs, horizon=horizon, **kwargs)
+
+
 ENVIRONMENTS: dict[str, Callable[..., VectorTaskEnv]] = {
     "navigation2d": Navigation2D,
     "halfcheetah-vel": _halfcheetah("vel"),
@@ -145,3 +154,31 @@ ENVIRONMENTS: dict[str, Callable[..., VectorTaskEnv]] = {
 }
 """Name -> ``build(num_envs, horizon=..., ...)`` of a :class:`VectorTaskEnv`: how the command
 line finds an environment."""
+
+ENV_FAMILIES: dict[str, Callable[..., VectorTaskEnv]] = {
+    "ml1-": _metaworld_ml1,
+}
+"""Name prefix -> ``build(rest_of_name, num_envs, horizon=...)``: ``ml1-<task>`` is Meta-World
+ML1 on any v3 task (``ml1-reach-v3``, ``ml1-push-v3``, ``ml1-pick-place-v3``, ...); the task
+name is checked when the environment is built (it needs metaworld)."""
+
+
+def env_builder(name: str) -> Callable[..., VectorTaskEnv]:
+    """``build(num_envs, horizon=...)`` of environment ``name``: an :data:`ENVIRONMENTS` entry or
+    a member of an :data:`ENV_FAMILIES` family.
+
+    Raises:
+        KeyError: neither.
+
+    Examples:
+        >>> env_builder("navigation2d") is Navigation2D
+        True
+        >>> env_builder("ml1-reach-v3").args
+        ('reach-v3',)
+    """
+    if name in ENVIRONMENTS:
+        return ENVIRONMENTS[name]
+    for prefix, build in ENV_FAMILIES.items():
+        if name.startswith(prefix) and len(name) > len(prefix):
+            return functools.partial(build, name[len(prefix):])
+    raise KeyError(name)

@@ -36,11 +36,14 @@ class AdaptationResult:
         per_task: Adaptation steps -> the mean return of each task's trajectories (``n`` values).
         trajectories: Steps -> the rollouts (kept only when asked, for plots).
         seconds: Wall-clock time of the evaluation.
+        success: Steps -> each task's fraction of successful trajectories, for environments that
+            report success (Meta-World); empty otherwise.
     """
 
     per_task: dict[int, list[float]]
     trajectories: dict[int, Trajectories] = field(default_factory=dict)
     seconds: float = 0.0
+    success: dict[int, list[float]] = field(default_factory=dict)
 
     def summary(self) -> dict[int, tuple[float, float]]:
         """Steps -> ``(mean, ci95)`` over tasks."""
@@ -48,25 +51,39 @@ class AdaptationResult:
 
     def to_dict(self) -> dict:
         """JSON-able: per step, the mean, the 95% CI half-width, the number of tasks and the
-        per-task returns."""
-        return {str(k): {"mean": m, "ci95": c, "n": len(self.per_task[k]), "per_task": self.per_task[k]}
-                for k, (m, c) in self.summary().items()}
-
-
-def _tasks(cfg: RLRunConfig, env: VectorTaskEnv, n: int, seed: int) -> list[Task]:
-    return env.sample_tasks(n, make_generator(seed, "tasks"))
+        per-task returns (and, with success, its mean and CI over tasks and per-task rates)."""
+        out = {str(k): {"mean": m, "ci95": c, "n": len(self.per_task[k]), "per_task": self.per_task[k]}
+               for k, (m, c) in self.summary().items()}
+        for k, rates in self.success.items():
+            m, c = mean_ci95(rates)
+            out[str(k)]["success"] = {"mean": m, "ci95": c, "per_task": rates}
+        return out
 
 
 def validation_tasks(cfg: RLRunConfig, env: VectorTaskEnv) -> list[Task]:
-    """The run's ``train.val_tasks`` fixed validation tasks (seeded by ``train.val_seed``)."""
-    return _tasks(cfg, env, cfg.train.val_tasks, cfg.train.val_seed)
+    """The run's ``train.val_tasks`` fixed validation tasks (seeded by ``train.val_seed``), drawn
+    like the training tasks (``env.sample_tasks``)."""
+    return env.sample_tasks(cfg.train.val_tasks, make_generator(cfg.train.val_seed, "tasks"))
 
 
 def test_tasks(cfg: RLRunConfig, env: VectorTaskEnv, n: int | None = None,
                seed: int | None = None) -> list[Task]:
-    """The run's fixed test tasks: ``eval.test_tasks`` of them from ``eval.test_seed``."""
-    return _tasks(cfg, env, cfg.eval.test_tasks if n is None else n,
-                  cfg.eval.test_seed if seed is None else seed)
+    """The run's fixed test tasks: ``eval.test_tasks`` of them from ``eval.test_seed``.
+
+    They come from ``env.sample_test_tasks`` when the environment has held-out test tasks
+    (Meta-World ML1's test goals), else from ``env.sample_tasks`` like the training tasks.
+
+    Examples:
+        >>> from metalearn.rl.envs import Navigation2D
+        >>> class HeldOut(Navigation2D):
+        ...     def sample_test_tasks(self, n, generator):
+        ...         return [{"goal": [9.0, 9.0]}] * n
+        >>> test_tasks(RLRunConfig(), HeldOut(), 2), len(test_tasks(RLRunConfig(), Navigation2D(), 2))
+        ([{'goal': [9.0, 9.0]}, {'goal': [9.0, 9.0]}], 2)
+    """
+    sample = getattr(env, "sample_test_tasks", env.sample_tasks)
+    return sample(cfg.eval.test_tasks if n is None else n,
+                  make_generator(cfg.eval.test_seed if seed is None else seed, "tasks"))
 
 
 test_tasks.__test__ = False  # a helper, not a test (pytest collects test_* names)
@@ -106,18 +123,21 @@ def adaptation_returns(algo, roll, tasks: Sequence[Task], n_per_task: int,
     last = max(report)
     params = [detach(algo.policy_params()) for _ in tasks]
     per_task: dict[int, list[float]] = {}
+    success: dict[int, list[float]] = {}
     kept: dict[int, Trajectories] = {}
     for k in range(last + 1):
         traj = roll(params, tasks, n_per_task, generator)
         if k in report:
             per_task[k] = [float(traj.task(i).returns().mean()) for i in range(len(tasks))]
+            if traj.success is not None:
+                success[k] = [float(traj.task(i).success.mean()) for i in range(len(tasks))]
             if keep_trajectories:
                 kept[k] = traj
         if k < last and getattr(algo, "adapts", True):  # an oracle sees the task: nothing to adapt
             params = [detach(adapt_policy(algo.forward_fn, p, traj.task(i), algo.advantages(traj.task(i)),
                                           algo.rule(), 1, first_order=True))
                       for i, p in enumerate(params)]
-    return AdaptationResult(per_task, kept, time.perf_counter() - start)
+    return AdaptationResult(per_task, kept, time.perf_counter() - start, success)
 
 
 def evaluate_run(run_dir: str | os.PathLike, checkpoint: str = "best", n_tasks: int | None = None,
@@ -164,7 +184,8 @@ def format_returns(record: dict) -> list[str]:
     lines = []
     for k, r in record["returns"].items():
         what = "before adaptation" if k == "0" else f"after {k} step{'s' * (k != '1')}"
-        lines.append(f"  {what}: {r['mean']:.2f} ± {r['ci95']:.2f}")
+        success = f", success {r['success']['mean']:.1%} ± {r['success']['ci95']:.1%}" if "success" in r else ""
+        lines.append(f"  {what}: {r['mean']:.2f} ± {r['ci95']:.2f}{success}")
     return lines
 
 

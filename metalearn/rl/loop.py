@@ -3,7 +3,8 @@ validate, checkpoint, plot.
 
 A run directory has the layout of a supervised run (:mod:`metalearn.train.loop`):
 ``config.json``, ``metrics.jsonl`` (one ``train`` line per iteration with ``return_before`` and
-``return_after``, the pre- and post-adaptation returns, and ``val`` lines), ``checkpoints/``
+``return_after``, the pre- and post-adaptation returns, with ``success_before`` and
+``success_after`` on Meta-World, and ``val`` lines), ``checkpoints/``
 (``last``: the full state, generators included; ``best``: the policy with the best validation
 return after one adaptation step), ``tensorboard/``, ``learning_curve.png`` and, from
 :mod:`metalearn.rl.plots`, ``adaptation_curve.png`` (and ``trajectories.png`` for 2-D
@@ -61,14 +62,17 @@ def build_env(cfg: RLRunConfig, num_envs: int) -> VectorTaskEnv:
 
     Raises:
         ConfigError: the environment needs an extra that is not installed (the pip command),
-            or its action space is not continuous.
+            its action space is not continuous, or it refuses a value (an unknown Meta-World
+            task, a horizon beyond its limit).
     """
-    from metalearn.rl.envs import ENVIRONMENTS
+    from metalearn.rl.envs import env_builder
 
     try:
-        env = ENVIRONMENTS[cfg.env.name](num_envs=num_envs, horizon=cfg.env.horizon)
+        env = env_builder(cfg.env.name)(num_envs=num_envs, horizon=cfg.env.horizon)
     except ImportError as e:
         raise ConfigError(f"env.name={cfg.env.name} needs the meta-RL extra: {e}") from None
+    except ValueError as e:
+        raise ConfigError(f"env.name={cfg.env.name}: {e}") from None
     space = getattr(env, "single_action_space", None) or getattr(env, "action_space", None)
     if space is not None:
         try:
@@ -122,8 +126,9 @@ def cat_trajectories(parts: Sequence[Trajectories]) -> Trajectories:
     for p in parts:
         ids.append(p.task_ids + n)
         n += p.n_tasks
+    success = None if parts[0].success is None else torch.cat([p.success for p in parts])
     return Trajectories(*(torch.cat([getattr(p, f) for p in parts], 1) for f in ("obs", "actions", "rewards", "mask")),
-                        torch.cat(ids))
+                        torch.cat(ids), success)
 
 
 def build_rl_algorithm(cfg: RLRunConfig, env: VectorTaskEnv) -> MAMLTRPO:
@@ -302,9 +307,14 @@ def _train(cfg: RLRunConfig, run_dir: Path, ranks: Ranks, start_time: float, res
                     if saved_step is not None else "no checkpoint was written yet"
                 raise NonFiniteLossError(f"{e} at meta-iteration {step + 1}: training stopped; {kept}") from None
             metrics = outer_step(algo, train, valid, ranks, opt)
-            returns = ranks.mean(torch.stack([train.returns().mean(), valid.returns().mean()]).double())
-            metrics = {"loss": metrics["loss_before"], **metrics, "return_before": float(returns[0]),
-                       "return_after": float(returns[1])}
+            means = [train.returns().mean(), valid.returns().mean()]
+            if train.success is not None:  # Meta-World: the fraction of successful trajectories
+                means += [train.success.mean(), valid.success.mean()]
+            means = ranks.mean(torch.stack(means).double()).tolist()
+            metrics = {"loss": metrics["loss_before"], **metrics, "return_before": means[0],
+                       "return_after": means[1]}
+            if train.success is not None:
+                metrics.update(success_before=means[2], success_after=means[3])
             step += 1
             if main and (step % t.log_every == 0 or step == t.meta_iterations):
                 logger.log(step, "train", metrics)

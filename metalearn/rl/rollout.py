@@ -46,7 +46,8 @@ def rollout(env: VectorTaskEnv, forward: Forward, params: Params | Sequence[Para
         horizon: Steps per trajectory (default ``env.horizon``).
 
     Returns:
-        :class:`Trajectories` with ``T = horizon`` and ``B = len(tasks) * n_per_task``.
+        :class:`Trajectories` with ``T = horizon`` and ``B = len(tasks) * n_per_task``, and
+        ``success`` when the environment has a ``success`` flag (Meta-World).
 
     Raises:
         ValueError: a horizon below 1, or an environment of the wrong size.
@@ -82,6 +83,8 @@ def rollout(env: VectorTaskEnv, forward: Forward, params: Params | Sequence[Para
     r_buf = obs.new_zeros(horizon, n_envs)
     m_buf = obs.new_zeros(horizon, n_envs)
     done = torch.zeros(n_envs, dtype=torch.bool)
+    # an environment that reports success (Meta-World) has a ``success`` flag per environment
+    success = torch.zeros(n_envs, dtype=torch.bool) if hasattr(env, "success") else None
     with torch.no_grad():
         for t in range(horizon):
             active = ~done
@@ -105,8 +108,11 @@ def rollout(env: VectorTaskEnv, forward: Forward, params: Params | Sequence[Para
             a_buf[t] = actions * m[:, None]
             r_buf[t] = torch.where(active, rewards, torch.zeros_like(rewards))
             m_buf[t] = m
+            if success is not None:
+                success = success | (env.success & active)
             done = done | step_done
             obs = next_obs
             if done.all():
                 break
-    return Trajectories(o_buf, a_buf, r_buf, m_buf, task_ids)
+    return Trajectories(o_buf, a_buf, r_buf, m_buf, task_ids,
+                        None if success is None else success.to(obs.dtype))

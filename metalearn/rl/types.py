@@ -33,6 +33,8 @@ class Trajectories:
         mask: 1.0 for real steps, 0.0 after the episode ended, ``(T, B)``.
         task_ids: Index of each trajectory's task in the list of tasks it was rolled out for,
             ``(B,)`` int64.
+        success: 1.0 where the trajectory reached the task's success criterion at some real
+            step, ``(B,)``; ``None`` when the environment reports none (only Meta-World does).
 
     Examples:
         >>> traj = Trajectories(torch.zeros(3, 4, 2), torch.zeros(3, 4, 2), torch.zeros(3, 4),
@@ -46,6 +48,7 @@ class Trajectories:
     rewards: Tensor
     mask: Tensor
     task_ids: Tensor
+    success: Tensor | None = None
 
     def __post_init__(self) -> None:
         t, b = self.rewards.shape
@@ -57,6 +60,9 @@ class Trajectories:
         if tuple(self.task_ids.shape) != (b,):
             raise ValueError(f"Trajectories.task_ids has shape {tuple(self.task_ids.shape)}; "
                              f"give one task index per trajectory, shape ({b},)")
+        if self.success is not None and tuple(self.success.shape) != (b,):
+            raise ValueError(f"Trajectories.success has shape {tuple(self.success.shape)}; "
+                             f"give one value per trajectory, shape ({b},)")
 
     @property
     def horizon(self) -> int:
@@ -88,12 +94,14 @@ class Trajectories:
         if cols.numel() == 0:
             raise IndexError(f"no trajectory of task {i}; tasks present: 0..{self.n_tasks - 1}")
         return Trajectories(self.obs[:, cols], self.actions[:, cols], self.rewards[:, cols],
-                            self.mask[:, cols], torch.zeros_like(cols))
+                            self.mask[:, cols], torch.zeros_like(cols),
+                            None if self.success is None else self.success[cols])
 
     def to(self, device: torch.device | str) -> Trajectories:
         """A copy with every tensor on ``device``."""
         return dataclasses.replace(self, **{f.name: getattr(self, f.name).to(device)
-                                            for f in dataclasses.fields(self)})
+                                            for f in dataclasses.fields(self)
+                                            if getattr(self, f.name) is not None})
 
 
 @runtime_checkable
@@ -102,6 +110,18 @@ class VectorTaskEnv(Protocol):
 
     ``reset_task`` gives every environment its task (one for all, or one each); ``reset`` and
     ``step`` work on the whole batch at once.
+
+    Optional members, used when an environment has them:
+
+    * ``sample_test_tasks(n, generator) -> list[Task]``: held-out test tasks (Meta-World ML1's
+      test goals). :func:`metalearn.rl.evaluate.test_tasks` (``metalearn eval``) draws from it;
+      training and validation always draw from ``sample_tasks``.
+    * ``task_vector(task) -> Tensor``: the numbers of a task that the oracle baseline sees, for
+      tasks that are not plain numbers (an ML1 task is an index into a goal list; its vector is
+      the goal position). Without it, :func:`metalearn.rl.baselines.task_vector`.
+    * ``success``: ``(num_envs,)`` bool, whether each environment's episode has succeeded since
+      its reset (Meta-World's ``info["success"]``); the rollout records it in
+      :attr:`Trajectories.success`.
     """
 
     num_envs: int
