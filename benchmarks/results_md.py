@@ -30,7 +30,8 @@ def table(rows: list[dict]) -> str:
         m = r.get("machine", {})
         machine = f"{m.get('cpu', '?')}, {m.get('threads', '?')} threads, torch {m.get('torch', '?')}"
         lines.append("| " + " | ".join([
-            r["name"], fmt(r["value"]), r["unit"], fmt(r.get("baseline")), fmt(r.get("baseline_value")),
+            r["name"], fmt(r["value"]) if "value" in r else f"not measured: {r.get('skipped', '?')}",
+            r.get("unit", ""), fmt(r.get("baseline")), fmt(r.get("baseline_value")),
             fmt(r.get("ratio")), r.get("date", "")[:16], f"`{r.get('commit', '')}`", machine,
             f"`{r.get('command', '')}`"]) + " |")
     return "\n".join(lines)
