@@ -149,10 +149,17 @@ def learn2learn_seconds_per_iteration(args) -> dict:
     """learn2learn's example timed by benchmarks/peers/l2l_maml_trpo.py (its JSON object)."""
     argv = [str(args.peers_python), str(HERE / "peers" / "l2l_maml_trpo.py"), "--examples", str(args.l2l_examples),
             "--iters", str(args.iters), "--meta-bsz", str(args.tasks), "--adapt-bsz", str(args.per_task)]
-    done = subprocess.run(argv, capture_output=True, text=True, env=_peers_env(args.cherry_path),
-                          cwd=args.l2l_examples, timeout=3600)
+    import tempfile
+
+    # the example's progress bars go to a file, not a pipe: they are long, and only the last
+    # lines matter when it fails
+    with tempfile.TemporaryFile("w+") as err:
+        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
+                              env=_peers_env(args.cherry_path), cwd=args.l2l_examples, timeout=3600)
+        err.seek(0)
+        tail = err.read().replace("\r", "\n").strip().splitlines()[-3:]
     if done.returncode != 0:
-        raise RuntimeError(f"learn2learn's example failed: {done.stderr.strip().splitlines()[-1:]}")
+        raise RuntimeError(f"learn2learn's example failed: {tail}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
