@@ -93,7 +93,8 @@ def run_method(env: str, method: str, runs: Path, overrides: list[str], results:
     train_cpu = 0.0
     config = run / "config.json"
     wanted = json.loads(config.read_text())["train"]["meta_iterations"] if config.exists() else None
-    if wanted is None or _iterations_done(run) < wanted:
+    before = _iterations_done(run)
+    if wanted is None or before < wanted:
         train_cpu = run_timed(argv + (["--resume"] if (run / "checkpoints").is_dir() else []))
     eval_cpu = run_timed(cli("eval", str(run)))
     res = json.loads((run / "eval_test.json").read_text())
@@ -106,7 +107,8 @@ def run_method(env: str, method: str, runs: Path, overrides: list[str], results:
             "trajectories": res["trajectories"], "horizon": res["horizon"], "checkpoint": res["checkpoint"],
             "checkpoint_iteration": res["step"], "meta_iterations": cfg["train"]["meta_iterations"],
             "meta_batch": cfg["train"]["meta_batch"], "train_wall_s": round(_wall(run), 1),
-            "train_cpu_s_this_call": round(train_cpu, 1), "eval_cpu_s": round(eval_cpu, 1),
+            "train_cpu_s_this_call": round(train_cpu, 1), "iterations_before_this_call": before,
+            "eval_cpu_s": round(eval_cpu, 1),
             "train_command": shown, "eval_command": f"metalearn eval {run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}",
         }, results=results)
     if method == "maml":
@@ -124,6 +126,19 @@ def _latest(results: Path) -> dict[str, dict]:
     return rows
 
 
+def _cpu(r: dict) -> str:
+    """The training CPU time a record measured; for a resumed run, only that of the last call."""
+    cpu = r.get("train_cpu_s_this_call")
+    if cpu is None:
+        return "not recorded"
+    since = r.get("iterations_before_this_call")
+    if since is None:
+        return f"{cpu / 60:.0f} min (last call only)"
+    if since >= r["meta_iterations"]:
+        return "not timed (a finished run, reused)"
+    return f"{cpu / 60:.0f} min" + (f" (iterations {since + 1}-{r['meta_iterations']} only)" if since else "")
+
+
 def table(results: Path) -> str:
     rows = _latest(results)
     envs = sorted({name.split("/")[1] for name in rows})
@@ -131,10 +146,13 @@ def table(results: Path) -> str:
              "Written by `python benchmarks/rl_returns.py table` from the `rl/*` records of `results.jsonl`. "
              "Average return over the fixed test tasks (the same for every method) before adaptation and "
              "after 1 and 3 inner policy-gradient steps (lr 0.1, 20 trajectories per task and step), "
-             "mean ± 95% CI over tasks; the checkpoint is the best on 10 validation tasks.", ""]
+             "mean ± 95% CI over tasks; the checkpoint is the best on 10 validation tasks. *Train wall* is "
+             "the wall-clock time of the training on a shared machine; *train CPU* the CPU time of the "
+             "training process (one thread) that this script ran (a resumed run's earlier calls were "
+             "not timed).", ""]
     for env in envs:
         lines += [f"**{env}**", "", "| method | before | after 1 step | after 3 steps | meta-iterations | "
-                  "train wall | command |", "|---|---|---|---|---|---|---|"]
+                  "train wall | train CPU | command |", "|---|---|---|---|---|---|---|---|"]
         for m in METHODS:
             got = [rows.get(f"rl/{env}/{m}/return@{k}") for k in STEPS]
             if None in got:
@@ -142,7 +160,7 @@ def table(results: Path) -> str:
             cells = " | ".join(f"{r['value']:.2f} ± {r['ci95']:.2f}" for r in got)
             r = got[0]
             lines.append(f"| {m} | {cells} | {r['meta_iterations']} (checkpoint {r['checkpoint_iteration']}) | "
-                         f"{r['train_wall_s'] / 60:.0f} min | `{r['train_command']}` |")
+                         f"{r['train_wall_s'] / 60:.0f} min | {_cpu(r)} | `{r['train_command']}` |")
         for png in ("trajectories", "adaptation_curve"):
             if (FIGURES / f"{env}_{png}.png").exists():
                 lines += ["", f"![{env} {png}](figures/rl/{env}_{png}.png)"]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -119,8 +120,6 @@ import maml_trpo
 
 
 def _peers_env(cherry_path: str | None) -> dict:
-    import os
-
     return dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore",
                 **({"PYTHONPATH": cherry_path} if cherry_path else {}))
 
@@ -149,18 +148,29 @@ def learn2learn_seconds_per_iteration(args) -> dict:
     """learn2learn's example timed by benchmarks/peers/l2l_maml_trpo.py (its JSON object)."""
     argv = [str(args.peers_python), str(HERE / "peers" / "l2l_maml_trpo.py"), "--examples", str(args.l2l_examples),
             "--iters", str(args.iters), "--meta-bsz", str(args.tasks), "--adapt-bsz", str(args.per_task)]
+    import signal
     import tempfile
 
-    # the example's progress bars go to a file, not a pipe: they are long, and only the last
-    # lines matter when it fails
-    with tempfile.TemporaryFile("w+") as err:
-        done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=err, stdin=subprocess.DEVNULL, text=True,
-                              env=_peers_env(args.cherry_path), cwd=args.l2l_examples, timeout=3600)
-        err.seek(0)
-        tail = err.read().replace("\r", "\n").strip().splitlines()[-3:]
-    if done.returncode != 0:
-        raise RuntimeError(f"learn2learn's example failed: {tail}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    # The example's output (long progress bars) goes to a file, and its JSON to another: its
+    # environment processes inherit the output streams and can outlive its main, so waiting for
+    # the end of a pipe hung for an hour. The whole process group is killed once main returns.
+    with tempfile.TemporaryDirectory() as tmp:
+        out, log = Path(tmp) / "l2l.json", Path(tmp) / "l2l.log"
+        with open(log, "w") as err:
+            proc = subprocess.Popen([*argv, "--json", str(out)], stdout=err, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, env=_peers_env(args.cherry_path),
+                                    cwd=args.l2l_examples, start_new_session=True)
+            try:
+                code = proc.wait(timeout=3600)
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        tail = log.read_text().replace("\r", "\n").strip().splitlines()[-3:]
+        if code != 0 or not out.exists():
+            raise RuntimeError(f"learn2learn's example failed (exit {code}): {tail}")
+        return json.loads(out.read_text())
 
 
 def main(argv=None) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import builtins
 import json
+import os
 import statistics
 import sys
 import time
@@ -31,6 +32,9 @@ def main() -> None:
     p.add_argument("--meta-bsz", type=int, default=20)
     p.add_argument("--adapt-bsz", type=int, default=20)
     p.add_argument("--workers", type=int, default=1, help="the example's environment processes")
+    p.add_argument("--json", type=Path, default=None,
+                   help="write the JSON object to this file instead of stdout (what rl_speed.py does: "
+                        "the example's environment processes inherit stdout and may outlive main)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,10 +63,19 @@ def main() -> None:
         maml_trpo.print = real_print
     intervals = [b - a for a, b in zip(starts[:-1], starts[1:])]
     timed = intervals[1:]  # the first interval warms up
-    real_print(json.dumps({"s_per_iter": statistics.median(timed), "intervals": intervals,
-                           "meta_bsz": args.meta_bsz, "adapt_bsz": args.adapt_bsz, "horizon": 100,
-                           "env": "Particles2D-v1", "policy": "DiagNormalPolicy 100-100 ReLU (the example's)",
-                           "workers": args.workers, "torch_threads": torch.get_num_threads()}))
+    line = json.dumps({"s_per_iter": statistics.median(timed), "intervals": intervals,
+                       "meta_bsz": args.meta_bsz, "adapt_bsz": args.adapt_bsz, "horizon": 100,
+                       "env": "Particles2D-v1", "policy": "DiagNormalPolicy 100-100 ReLU (the example's)",
+                       "workers": args.workers, "torch_threads": torch.get_num_threads()})
+    if args.json is None:
+        real_print(line)
+    else:
+        args.json.write_text(line + "\n")
+    # The example leaves a thread waiting behind it (the process sat in a futex wait for an hour
+    # after main returned): end here, once the figures are out.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
