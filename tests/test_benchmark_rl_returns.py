@@ -28,6 +28,7 @@ def test_run_then_table(tmp_path):
     assert all(r["tasks"] == 3 and r["ci95"] >= 0 and r["unit"] == "average return" for r in rows)
     random = next(r for r in rows if r["name"] == "rl/navigation2d/random/return@0")
     assert random["meta_iterations"] == 1
+    assert all(r["iterations_before_this_call"] == 0 and r["train_cpu_s_this_call"] > 0 for r in rows)
     assert (tmp_path / "fig" / "navigation2d_trajectories.png").exists()
     md.write_text("# Benchmark results\n")
     out = subprocess.run([sys.executable, str(SCRIPT), "table", "--results", str(results), "--out", str(md)],
@@ -35,3 +36,16 @@ def test_run_then_table(tmp_path):
     assert out.returncode == 0, out.stderr
     text = md.read_text()
     assert "| maml |" in text and "| oracle |" in text and "<!-- end rl -->" in text
+    assert "train CPU" in text and "(last call only)" not in text and "only)" not in text
+
+
+def test_cpu_column_says_what_a_resumed_or_reused_run_timed():
+    sys.path.insert(0, str(SCRIPT.parent))
+    import rl_returns
+
+    base = {"train_cpu_s_this_call": 600.0, "meta_iterations": 100}
+    assert rl_returns._cpu({**base, "iterations_before_this_call": 0}) == "10 min"
+    assert rl_returns._cpu({**base, "iterations_before_this_call": 40}) == "10 min (iterations 41-100 only)"
+    assert rl_returns._cpu({**base, "iterations_before_this_call": 100}).startswith("not timed")
+    assert rl_returns._cpu(base) == "10 min (last call only)"
+    assert rl_returns._cpu({"meta_iterations": 1}) == "not recorded"
