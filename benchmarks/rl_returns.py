@@ -44,6 +44,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
 from _record import RESULTS, record  # noqa: E402
 
 METHODS = ("maml", "multitask", "random", "oracle")
@@ -100,15 +101,23 @@ def run_method(env: str, method: str, runs: Path, overrides: list[str], results:
     res = json.loads((run / "eval_test.json").read_text())
     cfg = json.loads(config.read_text())
     shown = " ".join(argv[2:]).replace("metalearn.cli", "metalearn").replace(str(ROOT) + "/", "")
+    timed = {"train_cpu_s_this_call": round(train_cpu, 1), "iterations_before_this_call": before}
+    earlier = _latest(results)
     for k in STEPS:
         r = res["returns"][k]
-        record(f"rl/{env}/{method}/return@{k}", r["mean"], "average return", extra={
-            "ci95": round(r["ci95"], 4), "tasks": res["tasks"], "seed": res["seed"],
+        name = f"rl/{env}/{method}/return@{k}"
+        if wanted is not None and before >= wanted and name in earlier:
+            # a finished run, reused: its training time is the one recorded when it was trained
+            prev = earlier[name]
+            timed = {key: prev[key] for key in ("train_cpu_s_this_call", "iterations_before_this_call")
+                     if key in prev and prev.get("meta_iterations") == wanted}
+        record(name, r["mean"], "average return", extra={
+            "ci95": round(r["ci95"], 4), "per_task": [round(float(x), 3) for x in r["per_task"]],
+            "tasks": res["tasks"], "seed": res["seed"],
             "trajectories": res["trajectories"], "horizon": res["horizon"], "checkpoint": res["checkpoint"],
             "checkpoint_iteration": res["step"], "meta_iterations": cfg["train"]["meta_iterations"],
             "meta_batch": cfg["train"]["meta_batch"], "train_wall_s": round(_wall(run), 1),
-            "train_cpu_s_this_call": round(train_cpu, 1), "iterations_before_this_call": before,
-            "eval_cpu_s": round(eval_cpu, 1),
+            **timed, "eval_cpu_s": round(eval_cpu, 1),
             "train_command": shown, "eval_command": f"metalearn eval {run.relative_to(ROOT) if run.is_relative_to(ROOT) else run}",
         }, results=results)
     if method == "maml":
@@ -139,6 +148,14 @@ def _cpu(r: dict) -> str:
     return f"{cpu / 60:.0f} min" + (f" (iterations {since + 1}-{r['meta_iterations']} only)" if since else "")
 
 
+def _paired(a: list[float], b: list[float]) -> str:
+    """``mean ± 95% CI`` of ``a - b`` task by task (the same fixed test tasks)."""
+    from metalearn.eval.metrics import mean_ci95
+
+    m, c = mean_ci95([x - y for x, y in zip(a, b)])
+    return f"{m:+.2f} ± {c:.2f}"
+
+
 def table(results: Path) -> str:
     rows = _latest(results)
     envs = sorted({name.split("/")[1] for name in rows})
@@ -151,16 +168,25 @@ def table(results: Path) -> str:
              "training process (one thread) that this script ran (a resumed run's earlier calls were "
              "not timed).", ""]
     for env in envs:
-        lines += [f"**{env}**", "", "| method | before | after 1 step | after 3 steps | meta-iterations | "
-                  "train wall | train CPU | command |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"**{env}**", "", "| method | before | after 1 step | after 3 steps | 1 step − before (paired) | "
+                  "meta-iterations | train wall | train CPU | command |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for m in METHODS:
             got = [rows.get(f"rl/{env}/{m}/return@{k}") for k in STEPS]
             if None in got:
                 continue
             cells = " | ".join(f"{r['value']:.2f} ± {r['ci95']:.2f}" for r in got)
+            gain = _paired(got[1]["per_task"], got[0]["per_task"]) if "per_task" in got[0] else "not recorded"
+            cells += f" | {gain}"
             r = got[0]
             lines.append(f"| {m} | {cells} | {r['meta_iterations']} (checkpoint {r['checkpoint_iteration']}) | "
                          f"{r['train_wall_s'] / 60:.0f} min | {_cpu(r)} | `{r['train_command']}` |")
+        maml = rows.get(f"rl/{env}/maml/return@1", {}).get("per_task")
+        versus = [f"{m} {_paired(maml, rows[f'rl/{env}/{m}/return@1']['per_task'])}" for m in METHODS[1:]
+                  if maml and "per_task" in rows.get(f"rl/{env}/{m}/return@1", {})]
+        if versus:
+            lines += ["", "MAML after one step minus each baseline after one step, task by task on the same "
+                      "test tasks: " + "; ".join(versus) + "."]
         for png in ("trajectories", "adaptation_curve"):
             if (FIGURES / f"{env}_{png}.png").exists():
                 lines += ["", f"![{env} {png}](figures/rl/{env}_{png}.png)"]

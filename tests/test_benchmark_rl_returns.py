@@ -30,13 +30,24 @@ def test_run_then_table(tmp_path):
     assert random["meta_iterations"] == 1
     assert all(r["iterations_before_this_call"] == 0 and r["train_cpu_s_this_call"] > 0 for r in rows)
     assert (tmp_path / "fig" / "navigation2d_trajectories.png").exists()
+    assert all(len(r["per_task"]) == 3 for r in rows)
+    # again: the finished runs are reused (evaluated again, not trained) and keep their training time
+    out = subprocess.run([sys.executable, str(SCRIPT), "run", "--runs", str(tmp_path / "runs"), "--results",
+                          str(results), "--figures", str(tmp_path / "fig"), "--methods", "maml", *sets],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    again = [json.loads(x) for x in results.read_text().splitlines()][len(rows):]
+    first = {r["name"]: r for r in rows}
+    assert len(again) == 3 and all(r["train_cpu_s_this_call"] == first[r["name"]]["train_cpu_s_this_call"]
+                                   and r["value"] == first[r["name"]]["value"] for r in again)
     md.write_text("# Benchmark results\n")
     out = subprocess.run([sys.executable, str(SCRIPT), "table", "--results", str(results), "--out", str(md)],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
     text = md.read_text()
     assert "| maml |" in text and "| oracle |" in text and "<!-- end rl -->" in text
-    assert "train CPU" in text and "(last call only)" not in text and "only)" not in text
+    assert "train CPU" in text and "only)" not in text
+    assert "1 step − before (paired)" in text and "MAML after one step minus each baseline" in text
 
 
 def test_cpu_column_says_what_a_resumed_or_reused_run_timed():
