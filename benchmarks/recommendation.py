@@ -27,6 +27,15 @@ MSE) is its own figure (``.../mse_minus_best_baseline``, negative = the meta-lea
 * Baselines (``global-mean``, ``item-mean``, ``user-mean``, ``mf-ridge``:
   :mod:`metalearn.algorithms.rating_baselines`) are fitted in-process on the meta-training users'
   ratings of the same config (``build_source(cfg.data, "train").train_ratings()``).
+* ``generator-oracle`` (synthetic datasets only): not a method but the ceiling of every method,
+  the generator's true model (:class:`metalearn.data.synthetic_ratings.TrueRatingModel`, read back
+  from the parameters and seed recorded with the data). It predicts each query rating by its
+  expectation under the generator's noise, ``E[clip(rint(score + noise), 1, 5)]``, the
+  least-squared-error prediction; its MAE, RMSE and nDCG are those of the same prediction, and
+  ``.../mae_of_median`` is the MAE of the median rating (the least-absolute-error prediction).
+  Nothing is trained; the support sets are ignored; the test users and queries are the
+  baselines'. Its paired MSE difference against the best baseline is recorded as for the
+  meta-learners. It runs by default on the synthetic datasets.
 
 ``speed`` measures users (tasks) per second in meta-training (``--speed-steps`` meta-steps of MeLU
 and of the CNP at meta-batch 32 after a warm-up, sampling included, MeLU protocol, one thread
@@ -43,7 +52,7 @@ Every figure is one JSON line on stdout and in benchmarks/results.jsonl (``--res
 Usage:
     python benchmarks/recommendation.py table-run --out runs/rec [--dataset movielens-synthetic]
         [--data-root PATH] [--protocols melu mamo] [--methods global-mean item-mean user-mean
-        mf-ridge melu maml meta-sgd cnp] [--steps N] [--set KEY=VALUE ...]
+        mf-ridge melu maml meta-sgd cnp generator-oracle] [--steps N] [--set KEY=VALUE ...]
     python benchmarks/recommendation.py speed [--dataset ...] [--data-root PATH]
     python benchmarks/recommendation.py table [--dataset ...]    # markdown from results.jsonl
 """
@@ -64,9 +73,13 @@ ROOT = Path(__file__).resolve().parent.parent
 METALEARN = [sys.executable, "-m", "metalearn.cli"]
 DATASETS = ("movielens-synthetic-1m", "movielens-synthetic", "movielens-100k", "movielens-1m")
 PROTOCOLS = ("melu", "mamo")
+ORACLE = "generator-oracle"
 LABELS = {"global-mean": "GlobalMean", "item-mean": "ItemMean", "user-mean": "UserMean",
-          "mf-ridge": "MF-ridge", "melu": "MeLU", "maml": "MAML", "meta-sgd": "Meta-SGD", "cnp": "CNP"}
-"""Method name on the command line -> its name in the figures and tables."""
+          "mf-ridge": "MF-ridge", "melu": "MeLU", "maml": "MAML", "meta-sgd": "Meta-SGD", "cnp": "CNP",
+          ORACLE: "generator-oracle"}
+"""Method name on the command line -> its name in the figures (and tables, but see ROW_LABELS)."""
+ROW_LABELS = {ORACLE: "generator's true model (ceiling, not a method)"}
+"""Table rows named otherwise than their figures."""
 BASELINES = ("global-mean", "item-mean", "user-mean", "mf-ridge")
 META_LEARNERS = ("melu", "maml", "meta-sgd", "cnp")
 RANKING_K = (3, 5, 10)
@@ -90,7 +103,7 @@ def run_config(method: str, args, protocol: str):
 
     sets = [f"data.protocol={protocol}", *([f"train.steps={args.steps}"] if args.steps else []), *args.set]
     root = [f"data.root={json.dumps(str(Path(args.data_root).resolve()))}"] if args.data_root else []
-    if method in BASELINES:  # the data section only: the episodes and the meta-training users
+    if method in BASELINES or method == ORACLE:  # the data section only: the episodes and the meta-training users
         sets = [s for s in sets if s.startswith("data.")]
         method = META_LEARNERS[0]
     return apply_overrides(get_preset(f"{method}-{args.dataset}"), sets + root), sets
@@ -177,13 +190,71 @@ def figures(dataset: str, protocol: str, method: str, res: dict, n_users: int, c
                extra={"ci95": round(c, 6), "paired": True, "baseline": LABELS[best[0]], **common})
 
 
+def generator_oracle(cfg, episodes) -> tuple[dict, dict]:
+    """The generator's true model scored on ``episodes`` (a synthetic dataset's fixed test users).
+
+    Each query pair is predicted from its raw (user, item) ids as written to the data files; the
+    support is ignored. The episodes carry the pairs' row indices into the ratings table as
+    their inputs, and the ratings of the baselines' episodes as their targets.
+
+    Returns:
+        The :meth:`EvalResult.to_dict` of the expected rating (every metric) and that of the
+        median rating (its MAE is the least-absolute-error ceiling).
+    """
+    import numpy as np
+    import torch
+
+    from metalearn.data.registry import SYNTHETIC_RATINGS, synthetic_movielens_folder
+    from metalearn.data.synthetic_ratings import TrueRatingModel
+    from metalearn.eval import evaluate
+    from metalearn.types import Episode
+
+    model = TrueRatingModel.from_folder(synthetic_movielens_folder(cfg.data.root, SYNTHETIC_RATINGS[cfg.data.dataset]))
+    table = episodes.tasks.table
+    user_ids, item_ids = np.array(table.user_ids), np.array(table.item_ids)
+    rating = torch.from_numpy(table.rating.astype(np.float32)).unsqueeze(-1)
+
+    def pairs(rows):  # (n, 2) dense (user, item) of the table's rows
+        return torch.from_numpy(np.stack([table.user[rows], table.item[rows]], 1))
+
+    oracle_episodes = []
+    for i in range(len(episodes)):
+        support, query = episodes.rows(i)
+        oracle_episodes.append(Episode(pairs(support), rating[support], pairs(query), rating[query]))
+        if i < 3 and not torch.equal(episodes[i].query_y, rating[query]):  # cheap check, first users
+            raise SystemExit("the oracle's query ratings differ from the baselines' episodes: a bug in "
+                             "generator_oracle (the rows of UserEpisodes no longer index the table?)")
+
+    class Oracle(torch.nn.Module):
+        """Predicts from the true model; adapting to the support does nothing."""
+
+        def __init__(self, predict):
+            super().__init__()
+            self.predict = predict
+
+        def adapt(self, support_x, support_y):
+            return lambda qx: torch.from_numpy(self.predict(user_ids[qx[:, 0].numpy()],
+                                                            item_ids[qx[:, 1].numpy()])).unsqueeze(-1)
+
+    expected = evaluate(Oracle(model.expected), oracle_episodes, ranking_k=RANKING_K, progress=False)
+    median = evaluate(Oracle(model.median), oracle_episodes, progress=False)
+    return expected.to_dict(), median.to_dict()
+
+
 def table_run(args) -> None:
+    from metalearn.data.registry import SYNTHETIC_RATINGS  # the data the seeded generator wrote
     from metalearn.eval import evaluate
     from metalearn.train.data import build_source, fixed_episodes
 
+    if args.methods is None:
+        args.methods = [m for m in LABELS if m != ORACLE or args.dataset in SYNTHETIC_RATINGS]
     unknown = [m for m in args.methods if m not in LABELS]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}: choose from {', '.join(LABELS)}")
+    if ORACLE in args.methods and args.dataset not in SYNTHETIC_RATINGS:
+        raise SystemExit(f"{ORACLE} is the seeded generator's true model, known only for the data it wrote "
+                         f"({', '.join(SYNTHETIC_RATINGS)}); {args.dataset} was not drawn from a known model, so it "
+                         f"has no ceiling to compute: drop {ORACLE} from --methods")
     for protocol in args.protocols:
         cfg, _ = run_config(BASELINES[0], args, protocol)
         episodes = fixed_episodes(cfg.data, "test")
@@ -194,6 +265,11 @@ def table_run(args) -> None:
             model = baseline(method).fit(*build_source(cfg.data, "train").train_ratings())
             r = evaluate(model, episodes, ranking_k=RANKING_K, progress=False)
             base[method] = (r.to_dict(), own_cpu() - t0)
+        oracle = None
+        if ORACLE in args.methods:
+            t0 = own_cpu()
+            expected, median = generator_oracle(cfg, episodes)
+            oracle = (expected, median, own_cpu() - t0)
         learned = {}
         for method in (m for m in args.methods if m in META_LEARNERS):
             learned[method] = meta_learner(method, args, protocol)
@@ -204,13 +280,13 @@ def table_run(args) -> None:
         for method, (res, cpu) in base.items():
             figures(args.dataset, protocol, method, res, n_users, cpu, args.results, **info)
         scores = {m: (r["mean"], r["per_episode"]) for m, (r, _) in base.items()}
-        if learned and not scores:  # the baselines of an earlier table-run on the same test users
+        if (learned or oracle) and not scores:  # the baselines of an earlier table-run on the same test users
             for m in BASELINES:
                 row = latest(args.results, args.dataset).get(f"rec/{args.dataset}/{protocol}/{LABELS[m]}/mse")
                 if row and row.get("episodes_fingerprint") == episodes.fingerprint:
                     scores[m] = (row["value"], row["per_user"])
         best = min(scores, key=lambda m: scores[m][0]) if scores else None
-        if learned and best is None:
+        if (learned or oracle) and best is None:
             print(f"# no baseline on these test users in {args.results}: no paired difference "
                   "(add a baseline to --methods)", file=sys.stderr)
         for method, out in learned.items():
@@ -218,6 +294,18 @@ def table_run(args) -> None:
                     best=(best, scores[best][1]) if best else None,
                     train_steps=out["train_steps"], checkpoint_step=out["step"],
                     train_command=out["train_command"], eval_command=out["eval_command"], **info)
+        if oracle:
+            expected, median, cpu = oracle
+            note = {"note": "the generator's true model, a ceiling and not a method: every metric of the "
+                            "expected rating E[clip(rint(score + noise), 1, 5)]; nothing trained, supports ignored",
+                    "prediction": "expected rating"}
+            figures(args.dataset, protocol, ORACLE, expected, n_users, cpu, args.results,
+                    best=(best, scores[best][1]) if best else None, **note, **info)
+            record(f"rec/{args.dataset}/{protocol}/{LABELS[ORACLE]}/mae_of_median", median["extra"]["mae"]["mean"],
+                   "rating", higher_is_better=False, results=args.results,
+                   extra={"ci95": round(median["extra"]["mae"]["ci95"], 6), "dataset": args.dataset,
+                          "protocol": protocol, "method": ORACLE, "test_users": n_users, "cpu_s": round(cpu, 2),
+                          "prediction": "median rating", "note": "the least-absolute-error ceiling", **info})
 
 
 def speed(args) -> None:
@@ -293,13 +381,18 @@ def table(args) -> None:
             prefix = f"rec/{args.dataset}/{protocol}/{LABELS[m]}"
             first = rows[f"{prefix}/mae"]
             d = rows.get(f"{prefix}/mse_minus_best_baseline")
-            print(f"| {LABELS[m]} | " + " | ".join(cell(f"{prefix}/{k}") for k in METRICS[:-1])
+            print(f"| {ROW_LABELS.get(m, LABELS[m])} | " + " | ".join(cell(f"{prefix}/{k}") for k in METRICS[:-1])
                   + f" | {cell(f'{prefix}/mse_minus_best_baseline')}"
                   + (f" (vs {d['baseline']})" if d else "")
                   + f" | {first['test_users']} | {cpu(first['cpu_s'])} |")
             for key in ("command", "train_command", "eval_command"):
                 if key in first:
                     commands[first[key]] = None
+        if ORACLE in present:
+            median = rows.get(f"rec/{args.dataset}/{protocol}/{LABELS[ORACLE]}/mae_of_median")
+            print("\nThe last row is a ceiling, not a method: the generator's true model predicting each query "
+                  "rating by its expectation under the generator's noise (every column from that prediction)"
+                  + (f"; the median rating's MAE is {cell(median['name'])}" if median else "") + ".")
         print()
     speeds = sorted(n for n in rows if "_users_per_s_" in n)
     if speeds:
@@ -326,7 +419,8 @@ def main() -> None:
                    help="the dataset's folder or zip (default: the presets' data.root / $METALEARN_DATA; "
                         "movielens-synthetic: a folder of generated files, else the cached default)")
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
-    p.add_argument("--methods", nargs="+", default=list(LABELS), help=f"of: {', '.join(LABELS)}")
+    p.add_argument("--methods", nargs="+", default=None,
+                   help=f"of: {', '.join(LABELS)} (default: all; {ORACLE} on the synthetic datasets only)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of the presets")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="a config override for every meta-learner (data.* ones also for the baselines)")

@@ -44,7 +44,11 @@ from metalearn.data.ratings import (
 )
 from metalearn.data.regression import LinearTasks, SinusoidTasks, TaskFamily
 from metalearn.data.samplers import EpisodeSampler, FixedEpisodes
-from metalearn.data.synthetic_ratings import SyntheticRatings, write_synthetic_movielens
+from metalearn.data.synthetic_ratings import (
+    SyntheticRatings,
+    TrueRatingModel,
+    write_synthetic_movielens,
+)
 from metalearn.data.text import TextDataset, TextTokenizer
 from metalearn.data.torch_dataset import TorchDataset
 from metalearn.data.transforms import Augment, Normalize, StandardizeBySupport
@@ -57,7 +61,7 @@ from metalearn.data.user_tasks import (
 )
 
 __all__ = [
-    "PROTOCOLS", "Attribute", "RatingProtocol", "RatingsError", "RatingsTable", "SyntheticRatings",
+    "PROTOCOLS", "Attribute", "RatingProtocol", "RatingsError", "RatingsTable", "SyntheticRatings", "TrueRatingModel",
     "UserEpisodes", "UserTaskSampler", "UserTasks", "download_movielens", "read_movielens",
     "read_movielens_1m", "read_movielens_100k", "read_ratings_csv", "write_synthetic_movielens",
     "ClassDAG", "ClassHierarchy", "clinc_domains", "omniglot_alphabets", "read_folder_tree",

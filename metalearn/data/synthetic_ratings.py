@@ -200,19 +200,29 @@ def _timestamps(config: SyntheticRatings, user: np.ndarray, rng: np.random.Gener
     return (join[user] + span[user] * rng.random(len(user)) ** 3).astype(np.int64)
 
 
-def generate(config: SyntheticRatings = SyntheticRatings(), seed: int = 0) -> dict[str, np.ndarray]:
-    """The generator's arrays (0-based users and items), before they are written as files.
+@dataclass(frozen=True)
+class _Latent:
+    """The terms of the noiseless score that the generator draws (0-based users and items)."""
 
-    Returns:
-        ``user``, ``item``, ``rating`` (int64 1..5), ``timestamp`` ``(n,)``; ``age``, ``male``,
-        ``occupation`` (index into :data:`OCCUPATIONS_100K`), ``zip`` ``(n_users,)``; ``genres``
-        (bool ``(n_items, 19)``), ``year`` ``(n_items,)``.
+    p: np.ndarray  # (n_users, dim) user factors
+    q: np.ndarray  # (n_items, dim) item factors
+    b_u: np.ndarray  # (n_users,)
+    b_i: np.ndarray  # (n_items,)
+    a_u: np.ndarray  # (n_users,) age group in [-1, 1]
+    o_i: np.ndarray  # (n_items,) film age in [0, 1]
 
-    Examples:
-        >>> g = generate(SyntheticRatings(n_users=40, n_items=60), seed=1)
-        >>> int(g["rating"].min()) >= 1, int(g["rating"].max()) <= 5, g["genres"].shape
-        (True, True, (60, 19))
-    """
+
+def _score(config: SyntheticRatings, z: _Latent, user: np.ndarray, item: np.ndarray) -> np.ndarray:
+    """The noiseless score of 0-based ``(user, item)`` pairs ``(n,)``, summed in the order that
+    :func:`generate` adds the noise to (so ``rating = clip(rint(score + noise), 1, 5)`` exactly)."""
+    return (config.mu + z.b_u[user] + z.b_i[item]
+            + config.dot_std / np.sqrt(config.dim) * np.einsum("nd,nd->n", z.p[user], z.q[item])
+            + config.age_decade * z.a_u[user] * z.o_i[item])
+
+
+def _draw(config: SyntheticRatings, seed: int) -> tuple[dict[str, np.ndarray], _Latent]:
+    """Every random draw of the generator, in one fixed order: :func:`generate`'s arrays and the
+    latent terms of the score. Changing the order or the draws changes every dataset."""
     rng = np.random.default_rng(seed)
     age, male, occupation, digit, zips = _users(config, rng)
     genres, year = _items(config, rng)
@@ -230,15 +240,37 @@ def generate(config: SyntheticRatings = SyntheticRatings(), seed: int = 0) -> di
                                       rng.normal(size=(config.n_items, 1)), config.genre_share)[:, 0]
     counts = _counts(config, rng)
     user, item = _pairs(config, counts, rng)
-    a_u = (groups - 3) / 3.0
-    o_i = np.clip((1990 - year) / 30.0, 0.0, 1.0)
-    value = (config.mu + b_u[user] + b_i[item] + config.dot_std / np.sqrt(d) * np.einsum("nd,nd->n", p[user], q[item])
-             + config.age_decade * a_u[user] * o_i[item] + config.noise_std * rng.normal(size=len(user)))
+    latent = _Latent(p=p, q=q, b_u=b_u, b_i=b_i, a_u=(groups - 3) / 3.0,
+                     o_i=np.clip((1990 - year) / 30.0, 0.0, 1.0))
+    value = _score(config, latent, user, item) + config.noise_std * rng.normal(size=len(user))
     rating = np.clip(np.rint(value), 1, 5).astype(np.int64)
     timestamp = _timestamps(config, user, rng)
     order = rng.permutation(len(user))  # u.data is randomly ordered, as ML-100K's
-    return {"user": user[order], "item": item[order], "rating": rating[order], "timestamp": timestamp[order],
-            "age": age, "male": male, "occupation": occupation, "zip": zips, "genres": genres, "year": year}
+    arrays = {"user": user[order], "item": item[order], "rating": rating[order], "timestamp": timestamp[order],
+              "age": age, "male": male, "occupation": occupation, "zip": zips, "genres": genres, "year": year}
+    return arrays, latent
+
+
+def generate(config: SyntheticRatings = SyntheticRatings(), seed: int = 0) -> dict[str, np.ndarray]:
+    """The generator's arrays (0-based users and items), before they are written as files.
+
+    Returns:
+        ``user``, ``item``, ``rating`` (int64 1..5), ``timestamp`` ``(n,)``; ``age``, ``male``,
+        ``occupation`` (index into :data:`OCCUPATIONS_100K`), ``zip`` ``(n_users,)``; ``genres``
+        (bool ``(n_items, 19)``), ``year`` ``(n_items,)``.
+
+    Examples:
+        >>> g = generate(SyntheticRatings(n_users=40, n_items=60), seed=1)
+        >>> int(g["rating"].min()) >= 1, int(g["rating"].max()) <= 5, g["genres"].shape
+        (True, True, (60, 19))
+    """
+    return _draw(config, seed)[0]
+
+
+def _u_data(g: dict[str, np.ndarray]) -> str:
+    """``u.data``: raw ids are the 0-based indices plus 1."""
+    return "".join(f"{u + 1}\t{i + 1}\t{r}\t{t}\n" for u, i, r, t in
+                   zip(g["user"].tolist(), g["item"].tolist(), g["rating"].tolist(), g["timestamp"].tolist()))
 
 
 def _readme(config: SyntheticRatings, seed: int, g: dict[str, np.ndarray]) -> str:
@@ -285,8 +317,7 @@ def write_synthetic_movielens(folder: str | os.PathLike, config: SyntheticRating
     folder = Path(folder).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     g = generate(config, seed)
-    data = "".join(f"{u + 1}\t{i + 1}\t{r}\t{t}\n" for u, i, r, t in
-                   zip(g["user"].tolist(), g["item"].tolist(), g["rating"].tolist(), g["timestamp"].tolist()))
+    data = _u_data(g)
     flags = np.where(g["genres"], "1", "0")
     items = "".join(f"{i + 1}|Synthetic Movie {i + 1} ({y})|01-Jan-{y}|||{'|'.join(f)}\n"
                     for i, (y, f) in enumerate(zip(g["year"].tolist(), flags.tolist())))
@@ -301,3 +332,205 @@ def write_synthetic_movielens(folder: str | os.PathLike, config: SyntheticRating
     for name, text in files.items():
         (folder / name).write_bytes(text.encode("latin-1"))
     return folder
+
+
+# ---------------------------------------------------------------------------------------------
+# The generator's true model: the ceiling of any recommender on its data
+# ---------------------------------------------------------------------------------------------
+
+RATING_SCALE = (1, 2, 3, 4, 5)
+"""The ratings the generator writes: ``clip(rint(score + noise), 1, 5)``."""
+
+
+def rating_probabilities(score: np.ndarray, noise_std: float) -> np.ndarray:
+    """The distribution of the written rating given the noiseless score, exactly.
+
+    The rating is ``clip(rint(score + noise), 1, 5)`` with ``noise ~ N(0, noise_std^2)``, so it is
+    ``k`` when ``score + noise`` falls in ``[k - 0.5, k + 0.5)`` (1 takes everything below 1.5,
+    5 everything from 4.5): ``P(k) = Phi((k + 0.5 - score) / noise_std) - Phi((k - 0.5 - score) / noise_std)``
+    with the normal CDF ``Phi``.
+
+    Args:
+        score: Noiseless scores, any shape ``S``.
+        noise_std: The generator's ``noise_std`` (0: the rating is ``clip(rint(score), 1, 5)``).
+
+    Returns:
+        ``S + (5,)`` float64 probabilities of the ratings 1..5 (:data:`RATING_SCALE`), summing to 1.
+
+    Examples:
+        >>> rating_probabilities(np.array([3.0, 9.0]), 0.25).round(3)  # +-0.5 is 2 sigma
+        array([[0.   , 0.023, 0.954, 0.023, 0.   ],
+               [0.   , 0.   , 0.   , 0.   , 1.   ]])
+    """
+    import torch
+
+    score = np.asarray(score, dtype=np.float64)
+    if noise_std < 0:
+        raise ValueError(f"noise_std must be >= 0, got {noise_std}")
+    if noise_std == 0:  # the generator's own rounding (half to even)
+        rating = np.clip(np.rint(score), 1, 5).astype(np.int64)
+        return (rating[..., None] == np.array(RATING_SCALE)).astype(np.float64)
+    cuts = np.array(RATING_SCALE[:-1]) + 0.5
+    z = torch.from_numpy((cuts - score[..., None]) / noise_std)
+    cdf = torch.special.ndtr(z).numpy()  # P(rating <= k), k = 1..4
+    edges = np.concatenate([np.zeros(score.shape + (1,)), cdf, np.ones(score.shape + (1,))], axis=-1)
+    return np.diff(edges, axis=-1)
+
+
+def expected_rating(score: np.ndarray, noise_std: float) -> np.ndarray:
+    """``E[clip(rint(score + noise), 1, 5)]``: the prediction of least expected squared error.
+
+    Examples:
+        >>> expected_rating(np.array([3.0, 0.0]), 0.0).tolist()
+        [3.0, 1.0]
+    """
+    return rating_probabilities(score, noise_std) @ np.array(RATING_SCALE, dtype=np.float64)
+
+
+def median_rating(score: np.ndarray, noise_std: float) -> np.ndarray:
+    """The median written rating (the smallest with ``P(rating <= k) >= 1/2``): the prediction of
+    least expected absolute error.
+
+    Examples:
+        >>> median_rating(np.array([2.4, 4.6, 3.5]), 0.65).tolist()
+        [2.0, 5.0, 3.0]
+    """
+    cdf = np.cumsum(rating_probabilities(score, noise_std), axis=-1)
+    return np.array(RATING_SCALE, dtype=np.float64)[np.argmax(cdf >= 0.5 - 1e-12, axis=-1)]
+
+
+def read_generator_record(folder: str | os.PathLike) -> tuple[SyntheticRatings, int]:
+    """The parameters and seed that :func:`write_synthetic_movielens` recorded in ``folder``.
+
+    They are in ``README.txt`` (the line ``... ratings; seed N.`` and one ``name = value`` line per
+    :class:`SyntheticRatings` field, values as Python literals).
+
+    Raises:
+        ValueError: ``folder`` has no such ``README.txt`` (it was not written by
+            :func:`write_synthetic_movielens`), or it names an unknown parameter.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = write_synthetic_movielens(tempfile.mkdtemp(), SyntheticRatings(n_users=30, n_items=50), seed=4)
+        >>> config, seed = read_generator_record(folder)
+        >>> config.n_users, config.noise_std, seed
+        (30, 0.65, 4)
+    """
+    import ast
+    import re
+
+    readme = Path(folder).expanduser() / "README.txt"
+    fix = ("only a folder written by metalearn.data.synthetic_ratings.write_synthetic_movielens records "
+           "the generator's parameters and seed (in its README.txt); write one with "
+           "write_synthetic_movielens(folder, SyntheticRatings(...), seed)")
+    if not readme.is_file():
+        raise ValueError(f"{folder} has no README.txt: {fix}")
+    text = readme.read_text(encoding="latin-1")
+    seed = re.search(r"ratings; seed (-?\d+)\.\s*$", text, re.MULTILINE)
+    if not text.startswith("SYNTHETIC ratings") or seed is None or "Parameters (SyntheticRatings):" not in text:
+        raise ValueError(f"{readme} does not record the generator's parameters and seed: {fix}")
+    fields = set(SyntheticRatings.__dataclass_fields__)
+    params = {}
+    for line in text.split("Parameters (SyntheticRatings):", 1)[1].splitlines():
+        if not line.strip():
+            continue
+        name, _, value = line.strip().partition(" = ")
+        if name not in fields:
+            raise ValueError(f"{readme} names the parameter {name!r}, which SyntheticRatings does not have "
+                             "(written by another version of metalearn?): regenerate the folder")
+        params[name] = ast.literal_eval(value)
+    return SyntheticRatings(**params), int(seed.group(1))
+
+
+def _indices(ids, n: int, what: str) -> np.ndarray:
+    """0-based indices of raw ids as written to the files (``"1"`` .. ``str(n)``)."""
+    raw = np.asarray(ids)
+    try:
+        index = raw.astype(np.int64) - 1
+    except ValueError:
+        bad = next(i for i in raw.ravel().tolist() if not str(i).strip().lstrip("-").isdigit())
+        raise ValueError(f"{what} id {bad!r} is not one the generator wrote (ids 1..{n})") from None
+    wrong = (index < 0) | (index >= n)
+    if wrong.any():
+        raise ValueError(f"{what} id {raw[wrong].ravel().tolist()[0]!r} is not one the generator wrote (ids 1..{n})")
+    return index
+
+
+class TrueRatingModel:
+    """The generator's own model of a dataset: the noiseless score of any (user, item) pair and
+    the best predictions of its ratings, keyed by the raw ids written to the files (those of a
+    :class:`~metalearn.data.ratings.RatingsTable` read back from the folder).
+
+    ``score = mu + b_u + b_i + dot_std / sqrt(dim) * p_u . q_i + age_decade * a_u * o_i`` with the
+    terms :func:`generate` drew for ``(config, seed)``; the written rating is
+    ``clip(rint(score + noise), 1, 5)``. No recommender can do better in expectation than
+    :meth:`expected` (squared error) or :meth:`median` (absolute error): it is a ceiling, not a
+    method.
+
+    Args:
+        config: The generator's parameters.
+        seed: Its seed.
+
+    Examples:
+        >>> import tempfile
+        >>> from metalearn.data.ratings import read_movielens_100k
+        >>> folder = write_synthetic_movielens(tempfile.mkdtemp(), SyntheticRatings(n_users=30, n_items=50, noise_std=0.0))
+        >>> model, table = TrueRatingModel.from_folder(folder), read_movielens_100k(folder)
+        >>> users, items = np.array(table.user_ids)[table.user], np.array(table.item_ids)[table.item]
+        >>> bool((model.expected(users, items) == table.rating).all())  # no noise: the ratings exactly
+        True
+    """
+
+    def __init__(self, config: SyntheticRatings, seed: int):
+        self.config, self.seed = config, seed
+        self._latent = _draw(config, seed)[1]
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, check: bool = True) -> TrueRatingModel:
+        """The model of a folder written by :func:`write_synthetic_movielens` (its recorded
+        parameters and seed, :func:`read_generator_record`).
+
+        Args:
+            folder: The folder.
+            check: Regenerate ``u.data`` and require it byte-identical to the folder's, so the
+                model is that of these very ratings (a few seconds at ML-1M's size).
+
+        Raises:
+            ValueError: no record of the parameters (see :func:`read_generator_record`), or
+                ``u.data`` differs from what they generate.
+        """
+        config, seed = read_generator_record(folder)
+        arrays, latent = _draw(config, seed)
+        if check:
+            data = Path(folder).expanduser() / "u.data"
+            if not data.is_file() or data.read_bytes() != _u_data(arrays).encode("latin-1"):
+                raise ValueError(f"{data} is not what the generator writes for the parameters and seed recorded in "
+                                 "its README.txt (edited, or written by another version of metalearn): its true "
+                                 "model is unknown; regenerate the folder with write_synthetic_movielens")
+        model = cls.__new__(cls)
+        model.config, model.seed, model._latent = config, seed, latent
+        return model
+
+    def score(self, users, items) -> np.ndarray:
+        """The noiseless scores ``(n,)`` of pairs of raw ids ``(n,)`` (strings as in the files, or ints).
+
+        Raises:
+            ValueError: an id the generator did not write.
+        """
+        u = _indices(users, self.config.n_users, "user")
+        i = _indices(items, self.config.n_items, "item")
+        if u.shape != i.shape:
+            raise ValueError(f"users {u.shape} and items {i.shape} must pair up one to one")
+        return _score(self.config, self._latent, u.ravel(), i.ravel()).reshape(u.shape)
+
+    def probabilities(self, users, items) -> np.ndarray:
+        """``(n, 5)``: the distribution of each pair's rating (:func:`rating_probabilities`)."""
+        return rating_probabilities(self.score(users, items), self.config.noise_std)
+
+    def expected(self, users, items) -> np.ndarray:
+        """``(n,)``: each pair's expected rating, the least-squared-error prediction."""
+        return expected_rating(self.score(users, items), self.config.noise_std)
+
+    def median(self, users, items) -> np.ndarray:
+        """``(n,)``: each pair's median rating, the least-absolute-error prediction."""
+        return median_rating(self.score(users, items), self.config.noise_std)

@@ -432,6 +432,11 @@ class UserEpisodes:
         for i in range(len(self)):
             yield self[i]
 
+    def rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """The rating rows (indices into ``tasks.table``) of episode ``i``'s support and query sets."""
+        support, query = self._rows[i]
+        return support.copy(), query.copy()
+
     def user(self, i: int) -> str:
         """The raw id (as in the data files) of the user of episode ``i``."""
         return self.tasks.table.user_ids[int(self.tasks.users[i])]
