@@ -436,3 +436,20 @@ def test_meta_training_improves_post_adaptation_return_on_navigation():
     for _ in range(10):
         meta_iteration(algo, env, env.sample_tasks(4, gen), 5, gen)
     assert post_return() > start
+
+
+def test_linear_baseline_survives_a_feature_constant_within_a_task():
+    # the oracle's task input (HalfCheetahDir: +-1 per task) duplicates the constant feature,
+    # so X^T X is singular; the fit must still give finite values, as a plain solve did not
+    traj = random_trajectories(t=30, b=8, n_tasks=2, seed=4)
+    obs = traj.obs.clone()
+    obs[..., 0] = torch.where(traj.task_ids == 0, 1.0, -1.0).to(obs.dtype)  # constant per task
+    obs[..., 1] = 0.0  # and a feature that is always zero
+    traj = Trajectories(obs, traj.actions, traj.rewards, traj.mask, traj.task_ids)
+    feats = baseline_features(traj.obs, traj.mask)
+    returns = torch.randn(traj.mask.shape, generator=g(5)) * traj.mask
+    xtx = torch.einsum("tbf,tbg->fg", feats[:, traj.task_ids == 0], feats[:, traj.task_ids == 0])
+    assert torch.linalg.matrix_rank(xtx.double()) < xtx.shape[0]  # the case is really singular
+    values = LinearFeatureBaseline(reg_coeff=0.0).values(traj, returns)
+    assert torch.isfinite(values).all()
+    assert (values[traj.mask == 0] == 0).all()

@@ -104,10 +104,18 @@ class LinearFeatureBaseline:
         eye = torch.eye(x.shape[-1], dtype=x.dtype)
         reg = self.reg_coeff
         for _ in range(5):
-            coeffs = torch.linalg.solve(xtx + reg * eye, xty.unsqueeze(-1)).squeeze(-1)
-            if torch.isfinite(coeffs).all():
+            # solve_ex: a singular system (a feature constant within a task, such as the
+            # oracle's ±1 direction next to the constant term) is retried with more ridge
+            # instead of raising
+            coeffs, info = torch.linalg.solve_ex(xtx + reg * eye, xty.unsqueeze(-1))
+            coeffs = coeffs.squeeze(-1)
+            if not bool(info.any()) and torch.isfinite(coeffs).all():
                 return coeffs
             reg *= 10
+        # still singular: the minimum-norm least-squares solution (pseudo-inverse)
+        coeffs = (torch.linalg.pinv(xtx + reg / 10 * eye, hermitian=True) @ xty.unsqueeze(-1)).squeeze(-1)
+        if torch.isfinite(coeffs).all():
+            return coeffs
         raise FloatingPointError(f"the linear baseline has no finite solution even with ridge "
                                  f"{reg / 10:g}: check the observations and rewards for NaN/inf")
 
