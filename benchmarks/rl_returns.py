@@ -26,6 +26,7 @@ Usage::
     python benchmarks/rl_returns.py run                         # all four methods, paper settings
     python benchmarks/rl_returns.py run --methods maml --set train.meta_iterations=50
     python benchmarks/rl_returns.py table
+    python benchmarks/rl_returns.py readme                      # the README's table, printed
 """
 
 from __future__ import annotations
@@ -102,15 +103,14 @@ def run_method(env: str, method: str, runs: Path, overrides: list[str], results:
     cfg = json.loads(config.read_text())
     shown = " ".join(argv[2:]).replace("metalearn.cli", "metalearn").replace(str(ROOT) + "/", "")
     timed = {"train_cpu_s_this_call": round(train_cpu, 1), "iterations_before_this_call": before}
-    earlier = _latest(results)
+    prev = _latest(results).get(f"rl/{env}/{method}/return@0")
+    if wanted is not None and before >= wanted and prev is not None:
+        # a finished run, reused: its training time is the one recorded when it was trained
+        timed = {key: prev[key] for key in ("train_cpu_s_this_call", "iterations_before_this_call")
+                 if key in prev and prev.get("meta_iterations") == wanted}
     for k in STEPS:
         r = res["returns"][k]
         name = f"rl/{env}/{method}/return@{k}"
-        if wanted is not None and before >= wanted and name in earlier:
-            # a finished run, reused: its training time is the one recorded when it was trained
-            prev = earlier[name]
-            timed = {key: prev[key] for key in ("train_cpu_s_this_call", "iterations_before_this_call")
-                     if key in prev and prev.get("meta_iterations") == wanted}
         record(name, r["mean"], "average return", extra={
             "ci95": round(r["ci95"], 4), "per_task": [round(float(x), 3) for x in r["per_task"]],
             "tasks": res["tasks"], "seed": res["seed"],
@@ -194,6 +194,32 @@ def table(results: Path) -> str:
     return "\n".join(lines).rstrip()
 
 
+README_ENVS = {"navigation2d": "2-D navigation", "halfcheetah-vel": "HalfCheetahVel", "halfcheetah-dir": "HalfCheetahDir"}
+README_METHODS = {"maml": "MAML-TRPO", "multitask": "multi-task policy, fine-tuned",
+                  "random": "random init, fine-tuned", "oracle": "oracle (sees the task)"}
+
+
+def readme_table(results: Path) -> str:
+    """The README's table: every environment's methods, with MAML minus each baseline (paired)."""
+    rows = _latest(results)
+    out = ["| average return, 40 test tasks | before | after 1 step | after 3 steps | "
+           "MAML − it, after 1 step (paired) | train CPU |", "|---|---|---|---|---|---|"]
+    for env, title in README_ENVS.items():
+        maml = rows.get(f"rl/{env}/maml/return@1")
+        if maml is None:
+            continue
+        out.append(f"| **{title}, {maml['meta_iterations']} iterations × {maml['meta_batch']} tasks** | | | | | |")
+        for m, label in README_METHODS.items():
+            got = [rows.get(f"rl/{env}/{m}/return@{k}") for k in STEPS]
+            if None in got:
+                continue
+            versus = "" if m == "maml" or "per_task" not in got[1] else _paired(maml["per_task"], got[1]["per_task"])
+            cpu = "none" if m == "random" else _cpu(got[0])
+            out.append(f"| {label} | " + " | ".join(f"{g['value']:.2f} ± {g['ci95']:.2f}" for g in got)
+                       + f" | {versus} | {cpu} |")
+    return "\n".join(out)
+
+
 def write_table(results: Path, out: Path = RESULTS_MD) -> None:
     block = f"{START}\n{table(results)}\n{END}"
     text = out.read_text() if out.exists() else "# Benchmark results\n"
@@ -219,7 +245,12 @@ def main() -> None:
     t = sub.add_parser("table", help="write the returns table into benchmarks/RESULTS.md")
     t.add_argument("--results", type=Path, default=RESULTS)
     t.add_argument("--out", type=Path, default=RESULTS_MD)
+    rd = sub.add_parser("readme", help="print the README's table of returns (markdown)")
+    rd.add_argument("--results", type=Path, default=RESULTS)
     args = p.parse_args()
+    if args.command == "readme":
+        print(readme_table(args.results))
+        return
     if args.command == "table":
         write_table(args.results, args.out)
         return

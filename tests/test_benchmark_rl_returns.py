@@ -60,3 +60,24 @@ def test_cpu_column_says_what_a_resumed_or_reused_run_timed():
     assert rl_returns._cpu({**base, "iterations_before_this_call": 100}).startswith("not timed")
     assert rl_returns._cpu(base) == "10 min (last call only)"
     assert rl_returns._cpu({"meta_iterations": 1}) == "not recorded"
+
+
+def test_readme_table_pairs_maml_with_each_baseline(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    import rl_returns
+
+    results = tmp_path / "results.jsonl"
+    base = {"unit": "average return", "ci95": 0.5, "meta_iterations": 10, "meta_batch": 4,
+            "train_cpu_s_this_call": 120.0, "iterations_before_this_call": 0}
+    lines = []
+    for method, shift in (("maml", 0.0), ("multitask", -2.0)):
+        for k in rl_returns.STEPS:
+            per_task = [-10.0 + shift + float(k), -12.0 + shift + float(k), -11.0 + shift + float(k)]
+            lines.append(json.dumps({**base, "name": f"rl/navigation2d/{method}/return@{k}",
+                                     "value": sum(per_task) / 3, "per_task": per_task}))
+    results.write_text("\n".join(lines) + "\n")
+    text = rl_returns.readme_table(results)
+    assert "**2-D navigation, 10 iterations × 4 tasks**" in text
+    multitask = next(line for line in text.splitlines() if line.startswith("| multi-task"))
+    assert "+2.00 ± 0.00" in multitask and "| 2 min |" in multitask  # MAML is 2 above it on every task
+    assert "HalfCheetah" not in text  # environments without records are left out
