@@ -23,6 +23,7 @@ from metalearn.rl.loop import (
     train_rl,
 )
 from metalearn.train.checkpoint import load_checkpoint
+from metalearn.train.distributed import setup
 
 WORLD, ITERATIONS = 2, 2
 
@@ -48,8 +49,16 @@ def _job(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    for run in RUNS:
-        train_rl(config(run), Path(out) / run, quiet=True)
+    # one process group for the three runs: train_rl joins it and leaves it open. Creating and
+    # destroying a group per run on the same MASTER_PORT races: a rank that finishes first can
+    # rendezvous with the other rank's not yet destroyed store and both then hang at a barrier
+    ranks, _ = setup(torch.device("cpu"))
+    assert ranks.owns_group
+    try:
+        for run in RUNS:
+            train_rl(config(run), Path(out) / run, quiet=True)
+    finally:
+        ranks.close()
 
 
 def _free_port() -> int:
