@@ -193,13 +193,15 @@ def test_generator_bad_inputs_name_the_fix():
 # ----------------------------------------------------------------- conditional neural process
 
 
-def cnp(seed: int = 0) -> CNP:
+def cnp(seed: int = 0, **kwargs) -> CNP:
     torch.manual_seed(seed)
-    return CNP(MLP(1, (32,), out_features=None), CNPConfig(hidden=32, encoder_layers=2, decoder_layers=2))
+    return CNP(MLP(1, (32,), out_features=None),
+               CNPConfig(hidden=32, encoder_layers=2, decoder_layers=2, **kwargs))
 
 
-def test_cnp_shapes_positive_variance_and_order_invariance():
-    model = cnp()
+@pytest.mark.parametrize("attention", [False, True])
+def test_cnp_shapes_positive_variance_and_order_invariance(attention):
+    model = cnp(attention=attention)
     sx, sy, qx = torch.randn(7, 1), torch.randn(7, 1), torch.randn(11, 1)
     predictor = model.adapt(sx, sy)
     mean, var = predictor.distribution(qx)
@@ -210,6 +212,29 @@ def test_cnp_shapes_positive_variance_and_order_invariance():
     perm = torch.randperm(7)
     torch.testing.assert_close(model.adapt(sx[perm], sy[perm])(qx), mean)
     assert model.adapt(sx[:1], sy[:1])(qx).shape == (11, 1)  # one context point is enough
+
+
+def test_attentive_cnp_recalls_what_a_mean_forgets():
+    """Tasks that are lookup tables: 8 fixed inputs, a fresh N(0, 1) target for each per task,
+    every input in the support and queried again. The mean of the support's encodings must
+    squeeze 8 independent numbers into one vector; attention looks the query's own pair up."""
+    xs = torch.linspace(-1, 1, 8).unsqueeze(1)
+    gen = torch.Generator().manual_seed(0)
+
+    def fit(model: CNP) -> float:
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        for _ in range(300):
+            ys = torch.randn(4, 8, 1, generator=gen)
+            loss = sum(F.mse_loss(model.distribution(xs, y, xs)[0], y) for y in ys) / 4
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            ys = torch.randn(64, 8, 1, generator=gen)
+            return float(sum(F.mse_loss(model.distribution(xs, y, xs)[0], y) for y in ys) / 64)
+
+    plain, attentive = fit(cnp()), fit(cnp(attention=True, heads=4))
+    assert attentive < 0.5 * plain, (plain, attentive)
 
 
 def test_cnp_meta_loss_is_the_gaussian_nll():
@@ -255,6 +280,8 @@ def test_cnp_bad_inputs_name_the_fix():
         model.adapt(torch.randn(0, 1), torch.randn(0, 1))
     with pytest.raises(ValueError, match="feature_dim"):
         CNP(nn.Identity())
+    with pytest.raises(ValueError, match="heads that divide hidden"):
+        cnp(attention=True, heads=5)
 
 
 def test_cnp_preset_trains_and_evaluates_through_the_cli(tmp_path):

@@ -11,6 +11,13 @@ defined for any number of support points); a decoder maps each query input to a 
 paper's lower bound, which keeps the likelihood finite). Meta-training minimises the Gaussian
 negative log-likelihood of the query targets.
 
+Option ``attention`` adds the deterministic path of Attentive Neural Processes (Kim, Mnih,
+Schwarz, Garnelo, Eslami, Rosenbaum, Vinyals and Teh, ICLR 2019, arXiv:1901.05761): each query
+attends over the support pairs, ``r* = MultiHead(q = k(f(x*)), K = k(f(x_i)), V = r_i)`` with one
+key network ``k`` for both sides, and the decoder reads ``[f(x*), r, r*]``. The mean ``r`` says
+what the task is; ``r*`` which support points resemble this query (for a new user, how the user
+rated items like this one), which a mean over the support cannot keep.
+
 The predictor returns the mean, so :func:`metalearn.eval.evaluate` scores the MSE like any other
 regression method; ``predictor.variance(query_x)`` and ``predictor.distribution(query_x)`` give
 the predictive uncertainty.
@@ -50,6 +57,11 @@ class CNPConfig:
     (FiLM, Perez et al. 2018), as TaNP's task-adaptive decoder does (Lin et al. 2021). The
     prediction is then a task-weighted sum of query features, which can express a
     matrix-factorisation user vector; a plain CNP's decoder sees ``r`` only concatenated."""
+    attention: bool = False
+    """Add the attentive deterministic path of Attentive Neural Processes (Kim et al. 2019):
+    each query's own summary of the support, beside the mean ``r``."""
+    heads: int = 4
+    """Attention heads (``attention=True``); must divide ``hidden``."""
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -115,7 +127,7 @@ class CNP(nn.Module):
     def __init__(self, backbone: nn.Module, config: CNPConfig | None = None):
         super().__init__()
         self.config = cfg = config or CNPConfig()
-        for name in ("hidden", "encoder_layers", "decoder_layers", "y_dim"):
+        for name in ("hidden", "encoder_layers", "decoder_layers", "y_dim", "heads"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.min_std < 1.0:
@@ -123,7 +135,13 @@ class CNP(nn.Module):
         self.backbone = backbone
         d, h = _output_size(backbone, cfg.feature_dim), cfg.hidden
         self.encoder = _mlp([d + cfg.y_dim] + [h] * cfg.encoder_layers)
-        self.decoder = _mlp([d + h] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
+        if cfg.attention and h % cfg.heads:
+            raise ValueError(f"attention splits hidden={h} into heads={cfg.heads}: choose heads "
+                             "that divide hidden (for example 4 with hidden=64)")
+        self.key = _mlp([d, h, h]) if cfg.attention else None
+        self.attend = nn.MultiheadAttention(h, cfg.heads, batch_first=True) if cfg.attention else None
+        width = d + (2 * h if cfg.attention else h)
+        self.decoder = _mlp([width] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
         if cfg.film and cfg.decoder_layers < 2:
             raise ValueError("film modulates the hidden decoder layers: set decoder_layers >= 2")
         # gamma and beta of each hidden decoder layer, from r; zero at the start (no modulation)
@@ -149,8 +167,14 @@ class CNP(nn.Module):
         self._check(support_y)
         zs, zq = embed_support_query(self.backbone, support_x, query_x)
         zs, zq = flatten_features(zs), flatten_features(zq)
-        r = self.encoder(torch.cat([zs, support_y.reshape(len(zs), -1)], -1)).mean(0)
-        out = self._decode(torch.cat([zq, r.expand(len(zq), -1)], -1), r)
+        pairs = self.encoder(torch.cat([zs, support_y.reshape(len(zs), -1)], -1))
+        r = pairs.mean(0)
+        parts = [zq, r.expand(len(zq), -1)]
+        if self.attend is not None:
+            keys = self.key(zs).unsqueeze(0)
+            attended, _ = self.attend(self.key(zq).unsqueeze(0), keys, pairs.unsqueeze(0), need_weights=False)
+            parts.append(attended.squeeze(0))
+        out = self._decode(torch.cat(parts, -1), r)
         mean, raw = out.chunk(2, dim=-1)
         std = self.config.min_std + (1 - self.config.min_std) * F.softplus(raw)
         return mean, std * std
