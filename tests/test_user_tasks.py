@@ -155,6 +155,32 @@ def test_sampler_batches_are_lists_under_melu_stacks_under_mamo_and_resume(table
         melu.sample_batch(10_000)
 
 
+def test_grouped_batches_stack_share_one_support_size_and_weigh_every_user_alike(table):
+    tasks = UserTasks(table, "train", "melu", quiet=True)
+    grouped = UserTaskSampler(tasks, seed=0, group_sizes=True)
+    for _ in range(20):
+        batch = grouped.sample_batch(4)
+        assert isinstance(batch, EpisodeBatch) and 1 <= len(batch) <= 4
+    state = grouped.state_dict()
+    a = grouped.sample_batch(4)
+    grouped.load_state_dict(state)
+    assert torch.equal(a.support_x, grouped.sample_batch(4).support_x)
+    # each user's weight in the mean loss of a batch is 1 / len(batch); its expectation per batch
+    # must be 1 / len(tasks) for every user, as with mixed batches (no size is favoured)
+    sizes = grouped._size_of
+    assert len(np.unique(sizes)) > 5 and min(np.bincount(sizes)[np.unique(sizes)]) < 4  # small groups too
+    weight, draws = np.zeros(len(tasks)), 20_000
+    for _ in range(draws):
+        picks = grouped.draw_users(4)
+        assert len(set(picks)) == len(picks) and len({sizes[i] for i in picks}) == 1
+        weight[picks] += 1 / len(picks)
+    # a user's count of draws is about binomial: per-user relative spread ~ sqrt(N / draws) ~ 0.07
+    np.testing.assert_allclose(weight / draws * len(tasks), 1.0, atol=0.3)
+    assert abs(weight.sum() / draws - 1) < 1e-9
+    with pytest.raises(ValueError, match="train.meta_batch"):
+        grouped.draw_users(10_000)
+
+
 def test_fixed_user_episodes_are_the_same_every_time_and_record_the_protocol(table):
     tasks = UserTasks(table, "test", "melu", quiet=True)
     a, b, c = UserEpisodes(tasks, seed=2), UserEpisodes(tasks, seed=2), UserEpisodes(tasks, seed=3)

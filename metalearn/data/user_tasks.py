@@ -353,32 +353,62 @@ class UserTaskSampler:
     development runs (under MAMO its training error kept falling while its validation error
     rose). The validation and test users follow the protocol exactly (:class:`UserEpisodes`).
 
+    ``group_sizes`` draws each batch among users of one support size, so that the batch stacks
+    into an :class:`EpisodeBatch` that MAML, MeLU and Meta-SGD map with ``vmap`` (under the
+    MeLU protocol support sizes run from 3 to 90, and a mixed batch is mapped one user at a
+    time). A first user is drawn uniformly, then the others among the users whose support has
+    the same size (all of them when fewer than ``n_tasks``): a size is picked with probability
+    proportional to its users, and each user's expected weight in the mean loss is the same
+    ``1 / len(tasks)`` as with mixed batches, so the meta-gradient's expectation is unchanged;
+    only which users share a batch differs.
+
     Args:
         tasks: The meta-training :class:`UserTasks`.
         seed: Run seed; the generator is seeded from ``(seed, rank)``.
         rank: Stream id (the distributed rank).
+        group_sizes: Batch users of equal support size (see above).
 
     Examples: see :class:`UserTasks`.
     """
 
-    def __init__(self, tasks: UserTasks, seed: int = 0, rank: int = 0):
-        self.tasks, self.seed, self.rank = tasks, seed, rank
+    def __init__(self, tasks: UserTasks, seed: int = 0, rank: int = 0, group_sizes: bool = False):
+        self.tasks, self.seed, self.rank, self.group_sizes = tasks, seed, rank, group_sizes
         self.generator = make_generator(seed, rank) if rank else make_generator(seed)
         self.n_sampled = 0
+        self._groups: dict[int, np.ndarray] = {}
+        self._size_of = np.zeros(0, np.int64)
+        if group_sizes:
+            g = torch.Generator().manual_seed(0)  # the sizes do not depend on which query is drawn
+            self._size_of = np.array([len(tasks.support_query(i, g, random_query=True)[0])
+                                      for i in range(len(tasks))], np.int64)
+            self._groups = {int(k): np.flatnonzero(self._size_of == k) for k in np.unique(self._size_of)}
 
     def sample_batch(self, n_tasks: int) -> EpisodeBatch | EpisodeList:
         """``n_tasks`` distinct users: an :class:`EpisodeBatch` when their sets have equal sizes,
-        else an :class:`EpisodeList`.
+        else an :class:`EpisodeList`. With ``group_sizes``, fewer when fewer users share the
+        first user's support size (always an :class:`EpisodeBatch`).
 
         Raises:
             ValueError: more users asked for than the split has.
         """
+        picks = self.draw_users(n_tasks)
+        return _stack_or_list([self.tasks.episode(i, self.generator, random_query=True) for i in picks])
+
+    def draw_users(self, n_tasks: int) -> list[int]:
+        """The indices (into ``tasks``) of the next batch's users; advances the stream."""
         if not 1 <= n_tasks <= len(self.tasks):
             raise ValueError(f"a batch of {n_tasks} users, but the meta-training split has "
                              f"{len(self.tasks)}: set train.meta_batch between 1 and {len(self.tasks)}")
-        picks = torch.randperm(len(self.tasks), generator=self.generator)[:n_tasks].tolist()
-        self.n_sampled += n_tasks
-        return _stack_or_list([self.tasks.episode(i, self.generator, random_query=True) for i in picks])
+        if self.group_sizes:
+            first = int(torch.randint(len(self.tasks), (1,), generator=self.generator))
+            group = self._groups[int(self._size_of[first])]
+            others = group[group != first]
+            order = torch.randperm(len(others), generator=self.generator)[:n_tasks - 1].numpy()
+            picks = [first, *others[order].tolist()]
+        else:
+            picks = torch.randperm(len(self.tasks), generator=self.generator)[:n_tasks].tolist()
+        self.n_sampled += len(picks)
+        return picks
 
     def sample(self) -> Episode:
         """One user's task."""

@@ -122,6 +122,10 @@ class DataConfig:
     cold_fraction: float = 0.2
     """Ratings datasets with ``data.item_cold``: the share of items held out (seeded by
     ``data.split_seed``)."""
+    group_sizes: bool = False
+    """Ratings datasets: draw each meta-training batch among users of one support size, so that
+    MAML, MeLU and Meta-SGD map it with ``vmap`` instead of one user at a time (the expected
+    meta-gradient is unchanged: :class:`~metalearn.data.user_tasks.UserTaskSampler`)."""
 
     episodes: Literal["n-way", "meta-dataset"] = "n-way"
     """How classification tasks are drawn: ``n-way`` (every task ``n_way``-way ``k_shot``-shot

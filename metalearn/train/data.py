@@ -120,7 +120,8 @@ def train_sampler(cfg: DataConfig, seed: int, rank: int = 0):
                                   rank=rank)
     source = build_source(cfg, "train")
     if isinstance(source, UserTasks):  # a recommender: batches of users, sized by the protocol
-        return UserTaskSampler(source, seed=derive_seed(seed, "meta-train"), rank=rank)
+        return UserTaskSampler(source, seed=derive_seed(seed, "meta-train"), rank=rank,
+                               group_sizes=cfg.group_sizes)
     return EpisodeSampler(source, cfg.n_way, cfg.k_shot, cfg.n_query,
                           seed=derive_seed(seed, "meta-train"), rank=rank, augment=augmentation(cfg))
 
