@@ -199,9 +199,9 @@ def cnp(seed: int = 0, **kwargs) -> CNP:
                CNPConfig(hidden=32, encoder_layers=2, decoder_layers=2, **kwargs))
 
 
-@pytest.mark.parametrize("attention", [False, True])
-def test_cnp_shapes_positive_variance_and_order_invariance(attention):
-    model = cnp(attention=attention)
+@pytest.mark.parametrize("options", [{}, {"attention": True}, {"ridge": True}])
+def test_cnp_shapes_positive_variance_and_order_invariance(options):
+    model = cnp(**options)
     sx, sy, qx = torch.randn(7, 1), torch.randn(7, 1), torch.randn(11, 1)
     predictor = model.adapt(sx, sy)
     mean, var = predictor.distribution(qx)
@@ -235,6 +235,27 @@ def test_attentive_cnp_recalls_what_a_mean_forgets():
 
     plain, attentive = fit(cnp()), fit(cnp(attention=True, heads=4))
     assert attentive < 0.5 * plain, (plain, attentive)
+
+
+def test_the_ridge_path_is_the_closed_form_ridge_fit_that_the_decoder_corrects():
+    model = cnp(ridge=True, ridge_features=6)
+    with torch.no_grad():
+        model.log_ridge.fill_(math.log(0.3))
+    sx, sy, qx = torch.randn(9, 1), torch.randn(9, 1), torch.randn(4, 1)
+    zs, zq = model.backbone(sx), model.backbone(qx)
+    phi_s, phi_q = model.ridge_map(zs).double(), model.ridge_map(zq).double()
+    y = sy.double()
+    w = torch.linalg.lstsq(torch.cat([phi_s, math.sqrt(0.3) * torch.eye(6, dtype=torch.double)]),
+                           torch.cat([y - y.mean(), torch.zeros(6, 1, dtype=torch.double)])).solution
+    ridge = (y.mean() + phi_q @ w).float()  # argmin |Phi w - (y - mean y)|^2 + 0.3 |w|^2, by least squares
+    torch.testing.assert_close(model._ridge(zs, sy, zq), ridge, atol=1e-5, rtol=1e-4)
+    last = [m for m in model.decoder if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.zero_(), last.bias.zero_()
+    torch.testing.assert_close(model.adapt(sx, sy)(qx), ridge, atol=1e-5, rtol=1e-4)  # no correction
+    loss, _ = model.meta_loss([Episode(sx, sy, qx, torch.randn(4, 1))])
+    loss.backward()
+    assert model.log_ridge.grad.abs() > 0 and model.ridge_map[0].weight.grad.abs().sum() > 0
 
 
 def test_cnp_meta_loss_is_the_gaussian_nll():
@@ -280,6 +301,8 @@ def test_cnp_bad_inputs_name_the_fix():
         model.adapt(torch.randn(0, 1), torch.randn(0, 1))
     with pytest.raises(ValueError, match="feature_dim"):
         CNP(nn.Identity())
+    with pytest.raises(ValueError, match="ridge_features must be >= 1"):
+        cnp(ridge=True, ridge_features=0)
     with pytest.raises(ValueError, match="heads that divide hidden"):
         cnp(attention=True, heads=5)
 

@@ -18,6 +18,15 @@ key network ``k`` for both sides, and the decoder reads ``[f(x*), r, r*]``. The 
 what the task is; ``r*`` which support points resemble this query (for a new user, how the user
 rated items like this one), which a mean over the support cannot keep.
 
+Option ``ridge`` adds a closed-form path (the differentiable ridge-regression solver of
+Bertinetto, Henriques, Torr and Vedaldi, "Meta-learning with differentiable closed-form
+solvers", ICLR 2019, here for regression): learned features ``phi(f(x))`` of the support are
+regressed on the centred targets, ``w = (Phi^T Phi + lambda I)^-1 Phi^T (y - mean(y))`` with a
+meta-learned ``lambda``, and the query's ridge prediction ``p* = mean(y) + phi(f(x*)) w`` is both
+a decoder input and the base the decoder corrects (``mu = p* + g(...)``). A mean of encodings
+can only approximate such a fit; for a new user in recommendation it is matrix factorisation's
+user-vector fit over item features that meta-training learns.
+
 The predictor returns the mean, so :func:`metalearn.eval.evaluate` scores the MSE like any other
 regression method; ``predictor.variance(query_x)`` and ``predictor.distribution(query_x)`` give
 the predictive uncertainty.
@@ -62,6 +71,11 @@ class CNPConfig:
     each query's own summary of the support, beside the mean ``r``."""
     heads: int = 4
     """Attention heads (``attention=True``); must divide ``hidden``."""
+    ridge: bool = False
+    """Add the closed-form ridge-regression path (Bertinetto et al. 2019): the decoder corrects
+    the query's ridge prediction from the support, fitted on learned features."""
+    ridge_features: int = 32
+    """Size of the ridge path's learned features (``ridge=True``)."""
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -127,7 +141,7 @@ class CNP(nn.Module):
     def __init__(self, backbone: nn.Module, config: CNPConfig | None = None):
         super().__init__()
         self.config = cfg = config or CNPConfig()
-        for name in ("hidden", "encoder_layers", "decoder_layers", "y_dim", "heads"):
+        for name in ("hidden", "encoder_layers", "decoder_layers", "y_dim", "heads", "ridge_features"):
             if getattr(cfg, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
         if not 0.0 <= cfg.min_std < 1.0:
@@ -140,7 +154,10 @@ class CNP(nn.Module):
                              "that divide hidden (for example 4 with hidden=64)")
         self.key = _mlp([d, h, h]) if cfg.attention else None
         self.attend = nn.MultiheadAttention(h, cfg.heads, batch_first=True) if cfg.attention else None
-        width = d + (2 * h if cfg.attention else h)
+        width = d + (2 * h if cfg.attention else h) + (cfg.y_dim if cfg.ridge else 0)
+        self.ridge_map = _mlp([d, h, cfg.ridge_features]) if cfg.ridge else None
+        # log of the ridge penalty lambda, meta-learned; starts at lambda = 1
+        self.log_ridge = nn.Parameter(torch.zeros(())) if cfg.ridge else None
         self.decoder = _mlp([width] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
         if cfg.film and cfg.decoder_layers < 2:
             raise ValueError("film modulates the hidden decoder layers: set decoder_layers >= 2")
@@ -174,10 +191,25 @@ class CNP(nn.Module):
             keys = self.key(zs).unsqueeze(0)
             attended, _ = self.attend(self.key(zq).unsqueeze(0), keys, pairs.unsqueeze(0), need_weights=False)
             parts.append(attended.squeeze(0))
+        base = None
+        if self.ridge_map is not None:
+            base = self._ridge(zs, support_y.reshape(len(zs), -1), zq)
+            parts.append(base)
         out = self._decode(torch.cat(parts, -1), r)
         mean, raw = out.chunk(2, dim=-1)
+        if base is not None:
+            mean = base + mean
         std = self.config.min_std + (1 - self.config.min_std) * F.softplus(raw)
         return mean, std * std
+
+    def _ridge(self, zs: Tensor, ys: Tensor, zq: Tensor) -> Tensor:
+        """The ridge path's prediction ``(n_query, y_dim)`` at the queries."""
+        phi_s, phi_q = self.ridge_map(zs), self.ridge_map(zq)
+        centre = ys.mean(0)
+        gram = phi_s.T @ phi_s + torch.exp(self.log_ridge) * torch.eye(phi_s.shape[1], dtype=zs.dtype,
+                                                                      device=zs.device)
+        w = torch.linalg.solve(gram, phi_s.T @ (ys - centre))
+        return centre + phi_q @ w
 
     def _decode(self, h: Tensor, r: Tensor) -> Tensor:
         if self.film is None:
