@@ -64,16 +64,23 @@ def melu(dataset: str) -> RunConfig:
 
 
 def cnp(dataset: str) -> RunConfig:
-    """Conditional Neural Process on DATASET: the support ratings generate the user's predictor."""
+    """Conditional Neural Process on DATASET: the support ratings generate the user's predictor.
+
+    With FiLM, the attentive path and the ridge path (``algorithm.attention=false`` and
+    ``algorithm.ridge=false`` give the plain FiLM CNP; what each adds: docs/recommendation.md).
+    """
     return RunConfig(
         name=f"cnp-{dataset}", data=ratings_data(dataset),
         model=_net(None),
         algorithm=AlgorithmConfig("cnp", {"hidden": 64, "encoder_layers": 3, "decoder_layers": 3,
-                                          "min_std": 0.01, "film": True}),
+                                          "min_std": 0.01, "film": True, "attention": True, "ridge": True}),
         train=_train(6000),
         notes="CNP (Garnelo et al. 2018) with TaNP's task-modulated decoder (FiLM, Lin et al. 2021): "
               "the mean of the encoded (item, rating) support pairs conditions and modulates the "
-              "decoder of each query item; no gradient steps at test time. " + _NOTES)
+              "decoder of each query item; each query also attends over the support pairs (Attentive "
+              "Neural Processes, Kim et al. 2019), and the decoder corrects a closed-form ridge fit of "
+              "the support ratings on learned item features (Bertinetto et al. 2019); no gradient "
+              "steps at test time. " + _NOTES)
 
 
 def maml(dataset: str) -> RunConfig:
