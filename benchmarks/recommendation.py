@@ -319,9 +319,11 @@ def speed(args) -> None:
     threads = sorted({1, os.cpu_count() or 1})
     for n in threads:
         torch.set_num_threads(n)
-        for method in ("melu", "cnp"):
+        # MeLU twice: mixed batches (mapped one user at a time) and data.group_sizes (vmapped)
+        for method, grouped in (("melu", False), ("melu", True), ("cnp", False)):
             cfg, _ = run_config(method, args, "melu")
             cfg.train.meta_batch = 32
+            cfg.data.group_sizes = grouped
             torch.manual_seed(0)
             algo = build_algorithm(cfg)
             params = [p for p in algo.parameters() if p.requires_grad]
@@ -329,17 +331,24 @@ def speed(args) -> None:
             sampler, ranks = train_sampler(cfg.data, seed=0), Ranks()
             for _ in range(args.warmup):
                 _meta_step(algo, opt, params, sampler.sample_batch(32), ranks, None)
-            t = time.perf_counter()
+            t, users = time.perf_counter(), 0
             for _ in range(args.speed_steps):
-                _meta_step(algo, opt, params, sampler.sample_batch(32), ranks, None)
+                batch = sampler.sample_batch(32)  # fewer users when grouped and the size is rare
+                users += len(batch)
+                _meta_step(algo, opt, params, batch, ranks, None)
             train_s = time.perf_counter() - t
+            meta = {"dataset": args.dataset, "protocol": "melu", "method": method, "threads": n,
+                    "meta_batch": 32, "steps": args.speed_steps, "warmup": args.warmup, "group_sizes": grouped}
+            prefix = f"rec/{args.dataset}/melu/{LABELS[method]}"
+            if grouped:
+                record(f"{prefix}/train_users_per_s_grouped_{n}thread", users / train_s, "users/s",
+                       extra={**meta, "users": users, "note": "meta-steps with the sampling of their users; "
+                              "batches of one support size (data.group_sizes), vmapped"}, results=args.results)
+                continue
             episodes = fixed_episodes(cfg.data, "test", n_episodes=args.eval_users)
             evaluate(algo, [episodes[0]], ranking_k=RANKING_K, progress=False)  # warm-up
             r = evaluate(algo, episodes, ranking_k=RANKING_K, progress=False)
-            meta = {"dataset": args.dataset, "protocol": "melu", "method": method, "threads": n,
-                    "meta_batch": 32, "steps": args.speed_steps, "warmup": args.warmup}
-            prefix = f"rec/{args.dataset}/melu/{LABELS[method]}"
-            record(f"{prefix}/train_users_per_s_{n}thread", 32 * args.speed_steps / train_s, "users/s",
+            record(f"{prefix}/train_users_per_s_{n}thread", users / train_s, "users/s",
                    extra={**meta, "note": "meta-steps with the sampling of their users"}, results=args.results)
             record(f"{prefix}/eval_users_per_s_{n}thread", r.n / r.seconds, "users/s",
                    extra={**meta, "test_users": r.n, "note": "adapt on the support + predict the query"},

@@ -75,3 +75,21 @@ def test_table_run_records_every_figure_with_a_ci_and_table_renders_them(tmp_pat
     assert f"{by_name[prefix + 'MeLU/mae']['value']:.3f} ± {by_name[prefix + 'MeLU/mae']['ci95']:.3f}" in learned
     assert "metalearn train --preset melu-movielens-synthetic" in table and "table-run" in table
     assert "not MovieLens results" in table
+
+
+@pytest.mark.slow
+def test_speed_records_users_per_second_for_mixed_and_size_grouped_batches(tmp_path):
+    data = write_synthetic_movielens(tmp_path / "data", SyntheticRatings(n_users=150, n_items=120,
+                                                                         max_ratings=80), seed=0)
+    results = tmp_path / "results.jsonl"
+    env = {**os.environ, "METALEARN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1"}
+    out = bench("speed", "--dataset", "movielens-synthetic", "--data-root", str(data), "--speed-steps", "2",
+                "--warmup", "1", "--eval-users", "4", "--results", str(results), env=env)
+    rows = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
+    prefix = "rec/movielens-synthetic/melu/"
+    for n in sorted({1, os.cpu_count() or 1}):
+        mixed, grouped = rows[f"{prefix}MeLU/train_users_per_s_{n}thread"], rows[f"{prefix}MeLU/train_users_per_s_grouped_{n}thread"]
+        assert mixed["value"] > 0 and grouped["value"] > 0 and grouped["group_sizes"] and not mixed["group_sizes"]
+        assert 2 <= grouped["users"] <= 64  # two batches of at most 32 users of one support size
+        assert f"{prefix}CNP/eval_users_per_s_{n}thread" in rows
+    assert f"{prefix}MeLU/eval_users_per_s_grouped_1thread" not in rows  # evaluation does not batch users
