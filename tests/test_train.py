@@ -257,7 +257,8 @@ def test_a_run_directory_of_the_old_config_format_resumes_and_evaluates(tmp_path
                 "fold", "tokenizer", "vocab_size", "max_length", "lowercase", "text_column",
                 "label_column",  # and the text fields (issue 18)
                 "protocol", "user_split", "item_cold", "cold_fraction",  # and the ratings ones (19)
-                "episodes", "hierarchy", "sources", "source_weights"):  # and Meta-Dataset's (22)
+                "episodes", "hierarchy", "sources", "source_weights",  # and Meta-Dataset's (22)
+                "group_sizes"):  # and the size-grouped user batches (19, later)
         del today["data"][key]
     assert OLD_FORMAT_CONFIG == today
     train(tiny_config(), tmp_path / "a", quiet=True)
