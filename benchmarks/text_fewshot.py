@@ -397,6 +397,8 @@ def fullway(args) -> None:
     cfg.name = f"{method}-clinc150+hwu64-fullway"
     cfg.data.dataset, cfg.data.test_split, cfg.data.root = "clinc150+hwu64", "val", root
     cfg.data.n_way, cfg.data.k_shot, cfg.data.n_query = args.train_way, 5, 5
+    if "n_classes" in cfg.algorithm.options:  # Baseline(++): a head over every training intent, not a fold's
+        cfg.algorithm.options["n_classes"] = 0
     if args.steps:
         cfg.train.steps = args.steps
     run = args.out / "fullway" / method
