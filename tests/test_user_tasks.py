@@ -244,3 +244,13 @@ def test_a_tiny_melu_learns_the_planted_ratings_better_than_the_item_mean_in_sec
     baseline = ItemMean().fit(*train.train_ratings())
     ours, theirs = evaluate(melu, test, progress=False), evaluate(baseline, test, progress=False)
     assert ours.mean < theirs.mean - ours.ci95 - theirs.ci95, (ours, theirs)
+
+
+def test_group_sizes_on_a_dataset_without_users_names_the_fix():
+    from metalearn.errors import ConfigError
+    from metalearn.presets import get_preset
+    from metalearn.train.config import apply_overrides, validate
+
+    with pytest.raises(ConfigError, match="drop data.group_sizes"):
+        validate(apply_overrides(get_preset("maml-sinusoid-5shot"), ["data.group_sizes=true"]))
+    validate(apply_overrides(get_preset("melu-movielens-synthetic"), ["data.group_sizes=true"]))  # accepted

@@ -709,6 +709,9 @@ def validate(cfg: RunConfig) -> None:
         _validate_text(cfg)
     if entry.ratings:
         _validate_ratings(cfg)
+    elif d.group_sizes:
+        raise ConfigError(f"data.group_sizes batches users of one support size, but {d.dataset} is not a "
+                          "ratings dataset (each user a task): drop data.group_sizes")
     if d.episodes == "meta-dataset" or d.sources:
         _validate_sources(cfg, DATASETS)
     try:  # the augmentation's own checks (operations, padding, degrees)
