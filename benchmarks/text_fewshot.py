@@ -74,6 +74,12 @@ def mean_ci(values) -> tuple[float, float]:
     return float(m), float(c)
 
 
+def fold_average(means, cis) -> tuple[float, float]:
+    """The average of per-fold means and its 95% CI half-width: the folds' test episodes are
+    independent, so the variances of the fold means add."""
+    return float(np.mean(means)), math.sqrt(sum(c * c for c in cis)) / len(cis)
+
+
 def paired(a, b) -> tuple[float, float]:
     """Mean and 95% CI half-width of the per-episode difference ``a - b``."""
     return mean_ci([x - y for x, y in zip(a, b)])
@@ -278,9 +284,7 @@ def episodic(args) -> None:
         for key, folds in per_fold.items() if len(args.folds) > 1 else ():
             method, k = key.split("/")
             means = [float(np.mean(f)) for f in folds]
-            # CI of the fold average: the folds' episodes are independent, so the variances add
-            cis = [mean_ci(f)[1] for f in folds]
-            avg, ci = float(np.mean(means)), math.sqrt(sum(c * c for c in cis)) / len(cis)
+            avg, ci = fold_average(means, [mean_ci(f)[1] for f in folds])
             record(f"text_{ds}_5w{k}s_{method}_accuracy_fold_mean", 100 * avg, "%",
                    extra={"ci95": round(100 * ci, 3), "folds": list(args.folds),
                           "per_fold": [round(100 * x, 2) for x in means]})
@@ -534,14 +538,15 @@ def table(args) -> None:
 
     # a fold average that no single run recorded over all five folds (the folds were trained in
     # different sessions) is composed from the latest per-fold records, as episodic() would
-    for name in [n for n in latest if "_fold" in n and n.endswith("_accuracy") and len(n.split("_")) == 6]:
-        _, ds, _, shots, method, _ = name.split("_")
+    cells = {(parts[1], parts[3], parts[4]) for parts in (n.split("_") for n in latest)
+             if len(parts) == 6 and parts[2].startswith("fold") and parts[5] == "accuracy"}
+    for ds, shots, method in cells:
         mean_name = f"text_{ds}_{shots}_{method}_accuracy_fold_mean"
         rows = [latest.get(f"text_{ds}_fold{f}_{shots}_{method}_accuracy") for f in range(1, 6)]
         if len(latest.get(mean_name, {}).get("folds", ())) == 5 or any(r is None for r in rows):
             continue
-        latest[mean_name] = {"value": float(np.mean([r["value"] for r in rows])), "folds": [1, 2, 3, 4, 5],
-                             "ci95": math.sqrt(sum(r["ci95"] ** 2 for r in rows)) / 5,
+        avg, ci = fold_average([r["value"] for r in rows], [r["ci95"] for r in rows])
+        latest[mean_name] = {"value": avg, "ci95": ci, "folds": [1, 2, 3, 4, 5],
                              "per_fold": [r["value"] for r in rows], "unit": "%"}
 
     def cell(name: str) -> str:
@@ -600,8 +605,7 @@ def table(args) -> None:
         if sums:
             keys = [f"{m}_{metric}" for m in oos_methods for metric in ("in_scope_accuracy", "oos_recall")]
             def avg(rows):
-                return (f"{sum(r['value'] for r in rows) / len(rows):.2f} ± "
-                        f"{math.sqrt(sum(r['ci95'] ** 2 for r in rows)) / len(rows):.2f}")
+                return "{:.2f} ± {:.2f}".format(*fold_average([r["value"] for r in rows], [r["ci95"] for r in rows]))
             n_folds = len(next(iter(sums.values())))
             print(f"| mean of {n_folds} folds | " + " | ".join(avg(sums[k]) for k in keys) + " |")
     print()
