@@ -36,6 +36,13 @@ MSE) is its own figure (``.../mse_minus_best_baseline``, negative = the meta-lea
   Nothing is trained; the support sets are ignored; the test users and queries are the
   baselines'. Its paired MSE difference against the best baseline is recorded as for the
   meta-learners. It runs by default on the synthetic datasets.
+* ``generator-learner`` (synthetic datasets only): not a method either, the ceiling of every
+  learner from the support: the same true model with each test user's bias and own factors
+  unknown, learnt from the user's support ratings by their posterior
+  (:meth:`~metalearn.data.synthetic_ratings.TrueRatingModel.learner`; the items, the attributes'
+  part of the user and the priors known). Between it and ``generator-oracle`` lies what a
+  user's few ratings cannot tell; between a method and it, what the method does not know about
+  the items or fails to learn from the support. It runs by default on the synthetic datasets.
 
 ``speed`` measures users (tasks) per second in meta-training (``--speed-steps`` meta-steps of MeLU
 and of the CNP at meta-batch 32 after a warm-up, sampling included, MeLU protocol, one thread
@@ -52,7 +59,7 @@ Every figure is one JSON line on stdout and in benchmarks/results.jsonl (``--res
 Usage:
     python benchmarks/recommendation.py table-run --out runs/rec [--dataset movielens-synthetic]
         [--data-root PATH] [--protocols melu mamo] [--methods global-mean item-mean user-mean
-        mf-ridge melu maml meta-sgd cnp generator-oracle] [--steps N] [--set KEY=VALUE ...]
+        mf-ridge melu maml meta-sgd cnp generator-learner generator-oracle] [--steps N] [--set KEY=VALUE ...]
     python benchmarks/recommendation.py speed [--dataset ...] [--data-root PATH]
     python benchmarks/recommendation.py table [--dataset ...]    # markdown from results.jsonl
 """
@@ -74,11 +81,15 @@ METALEARN = [sys.executable, "-m", "metalearn.cli"]
 DATASETS = ("movielens-synthetic-1m", "movielens-synthetic", "movielens-100k", "movielens-1m")
 PROTOCOLS = ("melu", "mamo")
 ORACLE = "generator-oracle"
+LEARNER = "generator-learner"
+REFERENCES = (LEARNER, ORACLE)
+"""The rows that are not methods but what the generator's own model allows (synthetic data only)."""
 LABELS = {"global-mean": "GlobalMean", "item-mean": "ItemMean", "user-mean": "UserMean",
           "mf-ridge": "MF-ridge", "melu": "MeLU", "maml": "MAML", "meta-sgd": "Meta-SGD", "cnp": "CNP",
-          ORACLE: "generator-oracle"}
+          LEARNER: "generator-learner", ORACLE: "generator-oracle"}
 """Method name on the command line -> its name in the figures (and tables, but see ROW_LABELS)."""
-ROW_LABELS = {ORACLE: "generator's true model (ceiling, not a method)"}
+ROW_LABELS = {LEARNER: "items known, the user learnt from the support (ceiling of learners, not a method)",
+              ORACLE: "generator's true model (ceiling, not a method)"}
 """Table rows named otherwise than their figures."""
 BASELINES = ("global-mean", "item-mean", "user-mean", "mf-ridge")
 META_LEARNERS = ("melu", "maml", "meta-sgd", "cnp")
@@ -103,7 +114,7 @@ def run_config(method: str, args, protocol: str):
 
     sets = [f"data.protocol={protocol}", *([f"train.steps={args.steps}"] if args.steps else []), *args.set]
     root = [f"data.root={json.dumps(str(Path(args.data_root).resolve()))}"] if args.data_root else []
-    if method in BASELINES or method == ORACLE:  # the data section only: the episodes and the meta-training users
+    if method in BASELINES or method in REFERENCES:  # the data section only: the episodes and the meta-training users
         sets = [s for s in sets if s.startswith("data.")]
         method = META_LEARNERS[0]
     return apply_overrides(get_preset(f"{method}-{args.dataset}"), sets + root), sets
@@ -190,6 +201,38 @@ def figures(dataset: str, protocol: str, method: str, res: dict, n_users: int, c
                extra={"ci95": round(c, 6), "paired": True, "baseline": LABELS[best[0]], **common})
 
 
+def _true_model_episodes(cfg, episodes):
+    """The generator's true model of a synthetic dataset, and ``episodes`` with each rating's
+    (user, item) row indices into the ratings table as inputs (targets unchanged).
+
+    Returns:
+        ``(model, episodes, user_ids, item_ids)``, the last two the raw ids by dense index.
+    """
+    import numpy as np
+    import torch
+
+    from metalearn.data.registry import SYNTHETIC_RATINGS, synthetic_movielens_folder
+    from metalearn.data.synthetic_ratings import TrueRatingModel
+    from metalearn.types import Episode
+
+    model = TrueRatingModel.from_folder(synthetic_movielens_folder(cfg.data.root, SYNTHETIC_RATINGS[cfg.data.dataset]))
+    table = episodes.tasks.table
+    user_ids, item_ids = np.array(table.user_ids), np.array(table.item_ids)
+    rating = torch.from_numpy(table.rating.astype(np.float32)).unsqueeze(-1)
+
+    def pairs(rows):  # (n, 2) dense (user, item) of the table's rows
+        return torch.from_numpy(np.stack([table.user[rows], table.item[rows]], 1))
+
+    out = []
+    for i in range(len(episodes)):
+        support, query = episodes.rows(i)
+        out.append(Episode(pairs(support), rating[support], pairs(query), rating[query]))
+        if i < 3 and not torch.equal(episodes[i].query_y, rating[query]):  # cheap check, first users
+            raise SystemExit("the true model's query ratings differ from the baselines' episodes: a bug in "
+                             "_true_model_episodes (the rows of UserEpisodes no longer index the table?)")
+    return model, out, user_ids, item_ids
+
+
 def generator_oracle(cfg, episodes) -> tuple[dict, dict]:
     """The generator's true model scored on ``episodes`` (a synthetic dataset's fixed test users).
 
@@ -201,29 +244,11 @@ def generator_oracle(cfg, episodes) -> tuple[dict, dict]:
         The :meth:`EvalResult.to_dict` of the expected rating (every metric) and that of the
         median rating (its MAE is the least-absolute-error ceiling).
     """
-    import numpy as np
     import torch
 
-    from metalearn.data.registry import SYNTHETIC_RATINGS, synthetic_movielens_folder
-    from metalearn.data.synthetic_ratings import TrueRatingModel
     from metalearn.eval import evaluate
-    from metalearn.types import Episode
 
-    model = TrueRatingModel.from_folder(synthetic_movielens_folder(cfg.data.root, SYNTHETIC_RATINGS[cfg.data.dataset]))
-    table = episodes.tasks.table
-    user_ids, item_ids = np.array(table.user_ids), np.array(table.item_ids)
-    rating = torch.from_numpy(table.rating.astype(np.float32)).unsqueeze(-1)
-
-    def pairs(rows):  # (n, 2) dense (user, item) of the table's rows
-        return torch.from_numpy(np.stack([table.user[rows], table.item[rows]], 1))
-
-    oracle_episodes = []
-    for i in range(len(episodes)):
-        support, query = episodes.rows(i)
-        oracle_episodes.append(Episode(pairs(support), rating[support], pairs(query), rating[query]))
-        if i < 3 and not torch.equal(episodes[i].query_y, rating[query]):  # cheap check, first users
-            raise SystemExit("the oracle's query ratings differ from the baselines' episodes: a bug in "
-                             "generator_oracle (the rows of UserEpisodes no longer index the table?)")
+    model, oracle_episodes, user_ids, item_ids = _true_model_episodes(cfg, episodes)
 
     class Oracle(torch.nn.Module):
         """Predicts from the true model; adapting to the support does nothing."""
@@ -241,20 +266,41 @@ def generator_oracle(cfg, episodes) -> tuple[dict, dict]:
     return expected.to_dict(), median.to_dict()
 
 
+def generator_learner(cfg, episodes) -> dict:
+    """The best learner of each test user from its support when the items are known, scored on
+    ``episodes``: :meth:`TrueRatingModel.learner` (every item term, the attributes' part of the
+    user and the priors known; the user's bias and own factors learnt from the support ratings
+    by their posterior). Returns the :meth:`EvalResult.to_dict` (every metric)."""
+    import torch
+
+    from metalearn.eval import evaluate
+
+    model, learner_episodes, user_ids, item_ids = _true_model_episodes(cfg, episodes)
+
+    class Learner(torch.nn.Module):
+        def adapt(self, support_x, support_y):
+            users = user_ids[support_x[:, 0].numpy()]
+            predict = model.learner(users[0], item_ids[support_x[:, 1].numpy()], support_y[:, 0].numpy())
+            return lambda qx: torch.from_numpy(predict(item_ids[qx[:, 1].numpy()])).unsqueeze(-1)
+
+    return evaluate(Learner(), learner_episodes, ranking_k=RANKING_K, progress=False).to_dict()
+
+
 def table_run(args) -> None:
     from metalearn.data.registry import SYNTHETIC_RATINGS  # the data the seeded generator wrote
     from metalearn.eval import evaluate
     from metalearn.train.data import build_source, fixed_episodes
 
     if args.methods is None:
-        args.methods = [m for m in LABELS if m != ORACLE or args.dataset in SYNTHETIC_RATINGS]
+        args.methods = [m for m in LABELS if m not in REFERENCES or args.dataset in SYNTHETIC_RATINGS]
     unknown = [m for m in args.methods if m not in LABELS]
     if unknown:
         raise SystemExit(f"unknown methods {unknown}: choose from {', '.join(LABELS)}")
-    if ORACLE in args.methods and args.dataset not in SYNTHETIC_RATINGS:
-        raise SystemExit(f"{ORACLE} is the seeded generator's true model, known only for the data it wrote "
-                         f"({', '.join(SYNTHETIC_RATINGS)}); {args.dataset} was not drawn from a known model, so it "
-                         f"has no ceiling to compute: drop {ORACLE} from --methods")
+    asked = [m for m in REFERENCES if m in args.methods]
+    if asked and args.dataset not in SYNTHETIC_RATINGS:
+        raise SystemExit(f"{' and '.join(asked)} {'comes' if len(asked) == 1 else 'come'} from the seeded generator's true model, known only for the data it "
+                         f"wrote ({', '.join(SYNTHETIC_RATINGS)}); {args.dataset} was not drawn from a known model, so it "
+                         f"has no ceiling to compute: drop {' and '.join(asked)} from --methods")
     for protocol in args.protocols:
         cfg, _ = run_config(BASELINES[0], args, protocol)
         episodes = fixed_episodes(cfg.data, "test")
@@ -265,11 +311,14 @@ def table_run(args) -> None:
             model = baseline(method).fit(*build_source(cfg.data, "train").train_ratings())
             r = evaluate(model, episodes, ranking_k=RANKING_K, progress=False)
             base[method] = (r.to_dict(), own_cpu() - t0)
-        oracle = None
+        oracle = learner = None
         if ORACLE in args.methods:
             t0 = own_cpu()
             expected, median = generator_oracle(cfg, episodes)
             oracle = (expected, median, own_cpu() - t0)
+        if LEARNER in args.methods:
+            t0 = own_cpu()
+            learner = (generator_learner(cfg, episodes), own_cpu() - t0)
         learned = {}
         for method in (m for m in args.methods if m in META_LEARNERS):
             learned[method] = meta_learner(method, args, protocol)
@@ -280,13 +329,13 @@ def table_run(args) -> None:
         for method, (res, cpu) in base.items():
             figures(args.dataset, protocol, method, res, n_users, cpu, args.results, **info)
         scores = {m: (r["mean"], r["per_episode"]) for m, (r, _) in base.items()}
-        if (learned or oracle) and not scores:  # the baselines of an earlier table-run on the same test users
+        if (learned or oracle or learner) and not scores:  # the baselines of an earlier table-run on the same test users
             for m in BASELINES:
                 row = latest(args.results, args.dataset).get(f"rec/{args.dataset}/{protocol}/{LABELS[m]}/mse")
                 if row and row.get("episodes_fingerprint") == episodes.fingerprint:
                     scores[m] = (row["value"], row["per_user"])
         best = min(scores, key=lambda m: scores[m][0]) if scores else None
-        if (learned or oracle) and best is None:
+        if (learned or oracle or learner) and best is None:
             print(f"# no baseline on these test users in {args.results}: no paired difference "
                   "(add a baseline to --methods)", file=sys.stderr)
         for method, out in learned.items():
@@ -294,6 +343,13 @@ def table_run(args) -> None:
                     best=(best, scores[best][1]) if best else None,
                     train_steps=out["train_steps"], checkpoint_step=out["step"],
                     train_command=out["train_command"], eval_command=out["eval_command"], **info)
+        if learner:
+            note = {"note": "not a method: the generator's true model with the user's bias and own factors unknown, "
+                            "learnt from the support by their posterior (TrueRatingModel.learner); the items, "
+                            "the attributes' part of the user and the priors known",
+                    "prediction": "posterior expected rating"}
+            figures(args.dataset, protocol, LEARNER, learner[0], n_users, learner[1], args.results,
+                    best=(best, scores[best][1]) if best else None, **note, **info)
         if oracle:
             expected, median, cpu = oracle
             note = {"note": "the generator's true model, a ceiling and not a method: every metric of the "
@@ -402,6 +458,11 @@ def table(args) -> None:
             print("\nThe last row is a ceiling, not a method: the generator's true model predicting each query "
                   "rating by its expectation under the generator's noise (every column from that prediction)"
                   + (f"; the median rating's MAE is {cell(median['name'])}" if median else "") + ".")
+        if LEARNER in present:
+            print("\nThe row before it is not a method either: the same model with each test user's bias and own "
+                  "factors unknown, learnt from the user's support ratings by their posterior (every item term, the "
+                  "attributes' part of the user and the priors known): what the support can tell a learner that "
+                  "knew the items perfectly.")
         print()
     speeds = sorted(n for n in rows if "_users_per_s_" in n)
     if speeds:
@@ -429,7 +490,7 @@ def main() -> None:
                         "movielens-synthetic: a folder of generated files, else the cached default)")
     p.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     p.add_argument("--methods", nargs="+", default=None,
-                   help=f"of: {', '.join(LABELS)} (default: all; {ORACLE} on the synthetic datasets only)")
+                   help=f"of: {', '.join(LABELS)} (default: all; {' and '.join(REFERENCES)} on the synthetic datasets only)")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of the presets")
     p.add_argument("--set", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
                    help="a config override for every meta-learner (data.* ones also for the baselines)")

@@ -199,7 +199,8 @@ def cnp(seed: int = 0, **kwargs) -> CNP:
                CNPConfig(hidden=32, encoder_layers=2, decoder_layers=2, **kwargs))
 
 
-@pytest.mark.parametrize("options", [{}, {"attention": True}, {"ridge": True}])
+@pytest.mark.parametrize("options", [{}, {"attention": True}, {"ridge": True},
+                                     {"ridge": True, "ridge_prior": True}])
 def test_cnp_shapes_positive_variance_and_order_invariance(options):
     model = cnp(**options)
     sx, sy, qx = torch.randn(7, 1), torch.randn(7, 1), torch.randn(11, 1)
@@ -256,6 +257,31 @@ def test_the_ridge_path_is_the_closed_form_ridge_fit_that_the_decoder_corrects()
     loss, _ = model.meta_loss([Episode(sx, sy, qx, torch.randn(4, 1))])
     loss.backward()
     assert model.log_ridge.grad.abs() > 0 and model.ridge_map[0].weight.grad.abs().sum() > 0
+
+
+def test_the_ridge_prior_path_fits_the_residuals_of_the_prior_with_a_penalised_offset():
+    model = cnp(ridge=True, ridge_prior=True, ridge_features=5)
+    with torch.no_grad():
+        model.log_ridge.fill_(math.log(0.3))
+        model.log_ridge_bias.fill_(math.log(2.0))
+    sx, sy, qx = torch.randn(9, 1), torch.randn(9, 1), torch.randn(4, 1)
+    zs, zq = model.backbone(sx), model.backbone(qx)
+    a_s = torch.cat([torch.ones(9, 1), model.ridge_map(zs)], -1).double()
+    a_q = torch.cat([torch.ones(4, 1), model.ridge_map(zq)], -1).double()
+    residual = (sy - model.prior(zs)).double()
+    root = torch.diag(torch.tensor([math.sqrt(2.0)] + [math.sqrt(0.3)] * 5, dtype=torch.double))
+    w = torch.linalg.lstsq(torch.cat([a_s, root]), torch.cat([residual, torch.zeros(6, 1, dtype=torch.double)])).solution
+    expected = (model.prior(zq).double() + a_q @ w).float()  # argmin |A w - r|^2 + 2 w_0^2 + 0.3 |w_1:|^2
+    torch.testing.assert_close(model._ridge(zs, sy, zq), expected, atol=1e-5, rtol=1e-4)
+    # a huge penalty leaves the prior alone: the support cannot move the prediction
+    with torch.no_grad():
+        model.log_ridge.fill_(30.0), model.log_ridge_bias.fill_(30.0)
+    torch.testing.assert_close(model._ridge(zs, sy, zq), model.prior(zq), atol=1e-5, rtol=1e-4)
+    loss, _ = model.meta_loss([Episode(sx, sy, qx, torch.randn(4, 1))])
+    loss.backward()
+    assert model.prior[0].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="ridge=true"):
+        cnp(ridge_prior=True)
 
 
 def test_cnp_meta_loss_is_the_gaussian_nll():

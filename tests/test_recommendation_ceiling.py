@@ -145,7 +145,8 @@ def test_the_oracle_row_beats_every_baseline_on_the_same_users_and_the_table_sho
     split = ["--set", "data.split_fractions=[0.5,0.1,0.4]"]  # 200 test users: the oracle's lead is clear
     out = bench("table-run", "--out", str(tmp_path / "runs"), "--dataset", "movielens-synthetic",
                 "--data-root", str(data), "--protocols", "melu", "mamo", "--methods", "global-mean", "item-mean",
-                "user-mean", "mf-ridge", "generator-oracle", "--results", str(results), *split, env=env)
+                "user-mean", "mf-ridge", "generator-learner", "generator-oracle", "--results", str(results), *split,
+                env=env)
     rows = {r["name"]: r for r in map(json.loads, out.stdout.splitlines())}
     for protocol in ("melu", "mamo"):
         prefix = f"rec/movielens-synthetic/{protocol}/"
@@ -161,6 +162,10 @@ def test_the_oracle_row_beats_every_baseline_on_the_same_users_and_the_table_sho
         assert diff["baseline"] == best and diff["value"] + diff["ci95"] < 0  # ahead, CI included
         assert diff["value"] == pytest.approx(oracle["value"] - baselines[best]["value"], abs=1e-5)
         assert rows[f"{prefix}generator-oracle/mae_of_median"]["value"] <= rows[f"{prefix}generator-oracle/mae"]["value"] + 0.01
+        # learning the user from the support costs something, but knowing the items beats every baseline
+        learner = rows[f"{prefix}generator-learner/mse"]
+        assert oracle["value"] < learner["value"] < min(b["value"] for b in baselines.values()), protocol
+        assert learner["per_user"] != oracle["per_user"] and learner["test_users"] == oracle["test_users"]
     assert (official.read_bytes() if official.exists() else None) == before
 
     # an oracle-only run pairs against the baselines recorded for the same test users
@@ -175,9 +180,33 @@ def test_the_oracle_row_beats_every_baseline_on_the_same_users_and_the_table_sho
     melu = table.split("mamo protocol")[0]
     rows_md = [line for line in melu.splitlines() if line.startswith("| ") and not line.startswith("| method")]
     assert rows_md[-1].startswith("| generator's true model (ceiling, not a method) |")
+    assert rows_md[-2].startswith("| items known, the user learnt from the support (ceiling of learners")
     best = rows["rec/movielens-synthetic/melu/generator-oracle/mse_minus_best_baseline"]["baseline"]
     assert f"(vs {best})" in rows_md[-1] and rows_md[-1].count("±") == 6
     assert "a ceiling, not a method" in melu
+
+
+def test_the_learner_knows_the_user_from_many_ratings_and_only_the_attributes_from_none(tmp_path):
+    config = SyntheticRatings(n_users=40, n_items=400, max_ratings=400, noise_std=0.1)
+    model = TrueRatingModel(config, seed=4)
+    items = np.arange(1, 401)
+    truth = model.expected(np.full(400, 7), items)
+    # every item rated (noisily): the posterior of the user's bias and factors is tight
+    ratings = np.clip(np.rint(model.score(np.full(400, 7), items) + 0.1 * np.random.default_rng(0).normal(size=400)), 1, 5)
+    learnt = model.learner(7, items[:300], ratings[:300])(items[300:])
+    assert np.abs(learnt - truth[300:]).mean() < 0.1
+    blind = model.learner(7, [], [])(items[300:])
+    assert np.abs(blind - truth[300:]).mean() > 3 * np.abs(learnt - truth[300:]).mean()
+    # no ratings: two users with the same attributes get the same prediction, whatever their own factors
+    z = model._latent
+    twins = [(a, b) for a in range(40) for b in range(a + 1, 40) if np.allclose(z.p_attr[a], z.p_attr[b])
+             and z.a_u[a] == z.a_u[b]]
+    assert twins, "the seed has no two users with the same attributes: pick another"
+    a, b = twins[0]
+    assert np.allclose(model.learner(a + 1, [], [])(items), model.learner(b + 1, [], [])(items))
+    assert not np.allclose(model.expected(np.full(400, a + 1), items), model.expected(np.full(400, b + 1), items))
+    with pytest.raises(ValueError, match="one rating per item"):
+        model.learner(1, [1, 2], [3.0])
 
 
 def test_the_oracle_mse_is_the_bayes_risk_of_the_true_model(tmp_path):
@@ -211,6 +240,6 @@ def test_the_oracle_mse_is_the_bayes_risk_of_the_true_model(tmp_path):
 def test_the_oracle_refuses_data_the_generator_did_not_write(tmp_path, env):
     out = bench("table-run", "--out", str(tmp_path / "runs"), "--dataset", "movielens-100k", "--methods",
                 "mf-ridge", "generator-oracle", "--results", str(tmp_path / "r.jsonl"), env=env, ok=False)
-    assert "generator-oracle is the seeded generator's true model" in out.stderr
+    assert "generator-oracle comes from the seeded generator's true model" in out.stderr
     assert "drop generator-oracle from --methods" in out.stderr
     assert not (tmp_path / "r.jsonl").exists()

@@ -76,6 +76,13 @@ class CNPConfig:
     the query's ridge prediction from the support, fitted on learned features."""
     ridge_features: int = 32
     """Size of the ridge path's learned features (``ridge=True``)."""
+    ridge_prior: bool = False
+    """With ``ridge``, fit the ridge to the residuals of a learned prior prediction ``p0(f(x))``
+    (what the population would rate this query: for a new user, the item's and the user
+    attributes' share of the rating) and add the user's offset as a feature with a penalty of its
+    own, instead of fitting the targets centred on their support mean. The prediction is then a
+    Bayesian linear model's: the prior where the support says little, the user's own fit where it
+    says much; without it the ridge shrinks the items' shared effects towards the user's mean."""
 
 
 def _mlp(sizes: list[int]) -> nn.Sequential:
@@ -158,6 +165,11 @@ class CNP(nn.Module):
         self.ridge_map = _mlp([d, h, cfg.ridge_features]) if cfg.ridge else None
         # log of the ridge penalty lambda, meta-learned; starts at lambda = 1
         self.log_ridge = nn.Parameter(torch.zeros(())) if cfg.ridge else None
+        if cfg.ridge_prior and not cfg.ridge:
+            raise ValueError("ridge_prior is an option of the ridge path: set ridge=true as well")
+        self.prior = _mlp([d, h, cfg.y_dim]) if cfg.ridge_prior else None
+        # log of the penalty of the user's offset (the bias column), meta-learned; starts at 1
+        self.log_ridge_bias = nn.Parameter(torch.zeros(())) if cfg.ridge_prior else None
         self.decoder = _mlp([width] + [h] * (cfg.decoder_layers - 1) + [2 * cfg.y_dim])
         if cfg.film and cfg.decoder_layers < 2:
             raise ValueError("film modulates the hidden decoder layers: set decoder_layers >= 2")
@@ -205,11 +217,25 @@ class CNP(nn.Module):
     def _ridge(self, zs: Tensor, ys: Tensor, zq: Tensor) -> Tensor:
         """The ridge path's prediction ``(n_query, y_dim)`` at the queries."""
         phi_s, phi_q = self.ridge_map(zs), self.ridge_map(zq)
+        if self.prior is not None:
+            return self._ridge_on_prior(zs, ys, zq, phi_s, phi_q)
         centre = ys.mean(0)
         gram = phi_s.T @ phi_s + torch.exp(self.log_ridge) * torch.eye(phi_s.shape[1], dtype=zs.dtype,
                                                                       device=zs.device)
         w = torch.linalg.solve(gram, phi_s.T @ (ys - centre))
         return centre + phi_q @ w
+
+    def _ridge_on_prior(self, zs: Tensor, ys: Tensor, zq: Tensor, phi_s: Tensor, phi_q: Tensor) -> Tensor:
+        """``p0(x*) + [1, phi(x*)] w`` with ``w`` the ridge fit of the support's residuals
+        ``y - p0(x)`` on ``[1, phi(x)]``, penalties ``(lambda_bias, lambda, ..., lambda)``."""
+        ones_s = torch.ones(len(phi_s), 1, dtype=phi_s.dtype, device=phi_s.device)
+        ones_q = torch.ones(len(phi_q), 1, dtype=phi_q.dtype, device=phi_q.device)
+        a_s, a_q = torch.cat([ones_s, phi_s], -1), torch.cat([ones_q, phi_q], -1)
+        penalty = torch.cat([torch.exp(self.log_ridge_bias).reshape(1),
+                             torch.exp(self.log_ridge).expand(phi_s.shape[1])])
+        residual = ys - self.prior(zs)
+        w = torch.linalg.solve(a_s.T @ a_s + torch.diag(penalty), a_s.T @ residual)
+        return self.prior(zq) + a_q @ w
 
     def _decode(self, h: Tensor, r: Tensor) -> Tensor:
         if self.film is None:

@@ -38,6 +38,7 @@ import calendar
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -210,6 +211,7 @@ class _Latent:
     b_i: np.ndarray  # (n_items,)
     a_u: np.ndarray  # (n_users,) age group in [-1, 1]
     o_i: np.ndarray  # (n_items,) film age in [0, 1]
+    p_attr: np.ndarray  # (n_users, dim) the part of p that the user attributes explain
 
 
 def _score(config: SyntheticRatings, z: _Latent, user: np.ndarray, item: np.ndarray) -> np.ndarray:
@@ -230,8 +232,9 @@ def _draw(config: SyntheticRatings, seed: int) -> tuple[dict[str, np.ndarray], _
     onehot = np.concatenate([np.eye(len(AGE_GROUPS))[groups], np.eye(2)[male.astype(int)],
                              np.eye(len(OCCUPATIONS_100K))[occupation], np.eye(10)[digit]], axis=1)
     d = config.dim
-    p = _mix(onehot @ rng.normal(size=(onehot.shape[1], d)), rng.normal(size=(config.n_users, d)),
-             config.user_attribute_share)
+    attribute_part = onehot @ rng.normal(size=(onehot.shape[1], d))
+    own_part = rng.normal(size=(config.n_users, d))
+    p = _mix(attribute_part, own_part, config.user_attribute_share)
     genre_mean = genres / genres.sum(axis=1, keepdims=True)
     q = _mix(genre_mean @ rng.normal(size=(genres.shape[1], d)), rng.normal(size=(config.n_items, d)),
              config.genre_share)
@@ -241,7 +244,8 @@ def _draw(config: SyntheticRatings, seed: int) -> tuple[dict[str, np.ndarray], _
     counts = _counts(config, rng)
     user, item = _pairs(config, counts, rng)
     latent = _Latent(p=p, q=q, b_u=b_u, b_i=b_i, a_u=(groups - 3) / 3.0,
-                     o_i=np.clip((1990 - year) / 30.0, 0.0, 1.0))
+                     o_i=np.clip((1990 - year) / 30.0, 0.0, 1.0),
+                     p_attr=np.sqrt(config.user_attribute_share) * _standardize(attribute_part))
     value = _score(config, latent, user, item) + config.noise_std * rng.normal(size=len(user))
     rating = np.clip(np.rint(value), 1, 5).astype(np.int64)
     timestamp = _timestamps(config, user, rng)
@@ -352,7 +356,8 @@ def rating_probabilities(score: np.ndarray, noise_std: float) -> np.ndarray:
 
     Args:
         score: Noiseless scores, any shape ``S``.
-        noise_std: The generator's ``noise_std`` (0: the rating is ``clip(rint(score), 1, 5)``).
+        noise_std: The generator's ``noise_std`` (0: the rating is ``clip(rint(score), 1, 5)``),
+            or one positive value per score (an array broadcastable to ``S``).
 
     Returns:
         ``S + (5,)`` float64 probabilities of the ratings 1..5 (:data:`RATING_SCALE`), summing to 1.
@@ -365,13 +370,16 @@ def rating_probabilities(score: np.ndarray, noise_std: float) -> np.ndarray:
     import torch
 
     score = np.asarray(score, dtype=np.float64)
-    if noise_std < 0:
+    std = np.asarray(noise_std, dtype=np.float64)
+    if (std < 0).any():
         raise ValueError(f"noise_std must be >= 0, got {noise_std}")
-    if noise_std == 0:  # the generator's own rounding (half to even)
+    if (std == 0).all():  # the generator's own rounding (half to even)
         rating = np.clip(np.rint(score), 1, 5).astype(np.int64)
         return (rating[..., None] == np.array(RATING_SCALE)).astype(np.float64)
+    if (std == 0).any():
+        raise ValueError("noise_std of one score per entry must be all positive or all 0")
     cuts = np.array(RATING_SCALE[:-1]) + 0.5
-    z = torch.from_numpy((cuts - score[..., None]) / noise_std)
+    z = torch.from_numpy((cuts - score[..., None]) / std[..., None])
     cdf = torch.special.ndtr(z).numpy()  # P(rating <= k), k = 1..4
     edges = np.concatenate([np.zeros(score.shape + (1,)), cdf, np.ones(score.shape + (1,))], axis=-1)
     return np.diff(edges, axis=-1)
@@ -534,3 +542,55 @@ class TrueRatingModel:
     def median(self, users, items) -> np.ndarray:
         """``(n,)``: each pair's median rating, the least-absolute-error prediction."""
         return median_rating(self.score(users, items), self.config.noise_std)
+
+    def learner(self, user, items, ratings) -> Callable[[Any], np.ndarray]:
+        """The best learner of a user from the support, when everything else is known.
+
+        It knows what no recommender can learn exactly: every item's terms (``b_i``, ``q_i``,
+        ``o_i``), the part of ``p_u`` the user's attributes explain, the age x decade term and
+        the priors. It learns the rest of the user, the bias ``b_u`` and the own part of ``p_u``
+        (prior ``N(0, user_bias_std^2)`` and ``N(0, 1 - user_attribute_share)`` per dimension),
+        from the user's ratings by the linear-Gaussian posterior, taking the rating's noise and
+        rounding as Gaussian noise of variance ``noise_std^2 + 1/12`` (the clipping at 1 and 5
+        is ignored, so it is approximately, not exactly, Bayes-optimal). A query's prediction is
+        its expected rating under the posterior predictive score, ``E[clip(rint(s + e), 1, 5)]``,
+        ``e ~ N(0, noise_std^2 + var(s))``. The gap between it and :meth:`expected` is what
+        a user's few ratings cannot tell; the gap between a method and it is what the method
+        does not know about the items or fails to learn from the support.
+
+        Args:
+            user: The user's raw id.
+            items: The raw ids of the items the user rated (the support), ``(n,)``, possibly empty.
+            ratings: Their ratings ``(n,)``.
+
+        Returns:
+            ``predict(items) -> (m,)`` expected ratings of other items of this user.
+        """
+        cfg, z = self.config, self._latent
+        u = int(_indices(np.atleast_1d(np.asarray(user)), cfg.n_users, "user")[0])
+        i = _indices(np.asarray(items).reshape(-1), cfg.n_items, "item")
+        y = np.asarray(ratings, dtype=np.float64).reshape(-1)
+        if len(y) != len(i):
+            raise ValueError(f"{len(i)} items but {len(y)} ratings: give one rating per item")
+        c = cfg.dot_std / np.sqrt(cfg.dim)
+
+        def known(i):  # the score without b_u and the own part of p_u
+            return (cfg.mu + z.b_i[i] + c * z.q[i] @ z.p_attr[u] + cfg.age_decade * z.a_u[u] * z.o_i[i])
+
+        def design(i):  # the score's derivative by (b_u, own part of p_u)
+            return np.concatenate([np.ones((len(i), 1)), c * z.q[i]], axis=1)
+
+        noise = cfg.noise_std ** 2 + 1.0 / 12.0
+        own_var = max(1.0 - cfg.user_attribute_share, 1e-12)  # share 1: the attributes explain p_u
+        prior = np.diag([max(cfg.user_bias_std, 1e-6) ** -2] + [1.0 / own_var] * cfg.dim)
+        x = design(i)
+        cov = np.linalg.inv(prior + x.T @ x / noise)
+        mean = cov @ x.T @ (y - known(i)) / noise
+
+        def predict(items) -> np.ndarray:
+            j = _indices(np.asarray(items).reshape(-1), cfg.n_items, "item")
+            xq = design(j)
+            var = np.einsum("nd,de,ne->n", xq, cov, xq)
+            return expected_rating(known(j) + xq @ mean, np.sqrt(cfg.noise_std ** 2 + var))
+
+        return predict
