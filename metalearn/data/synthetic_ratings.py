@@ -36,9 +36,9 @@ from __future__ import annotations
 
 import calendar
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
